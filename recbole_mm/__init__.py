@@ -1,0 +1,33 @@
+"""recbole_mm: plugin-extensible multimodal recommendation on RecBole 1.2.1.
+
+Importing this package applies the RecBole compatibility fixes once (:mod:`recbole_mm.compat`).
+It never imports Ray: training works where Ray is not installed.
+"""
+
+from recbole_mm import compat
+
+compat.apply()
+
+from recbole_mm.config import Config  # noqa: E402
+from recbole_mm.quick_start import (  # noqa: E402
+    create_dataset,
+    get_trainer,
+    load_checkpoint,
+    load_data_and_model,
+    run,
+    run_recbole,
+)
+from recbole_mm.registry import registry  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "create_dataset",
+    "get_trainer",
+    "load_checkpoint",
+    "load_data_and_model",
+    "registry",
+    "run",
+    "run_recbole",
+]

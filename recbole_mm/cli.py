@@ -1,0 +1,158 @@
+"""Command-line entry points: ``run_recbole``, ``recbole-mm`` and ``python -m recbole_mm``.
+
+``run_recbole`` takes RecBole's arguments: ``--model``, ``--dataset``, ``--config_files`` (several
+files separated by spaces), ``--plugin_path`` and any ``--key=value`` config override.
+``recbole-mm`` groups the toolkit's commands as subcommands (``run``, ``models``, ``demo``).
+"""
+
+import argparse
+import sys
+
+from recbole_mm.config import ConfigError
+from recbole_mm.registry import PluginError, UnknownModelError, registry
+
+DEMO_MODELS = ("BPR", "LightGCN")
+
+
+def _add_run_arguments(parser):
+    parser.add_argument("--model", "-m", help="model name (RecBole's or a plugin's)")
+    parser.add_argument("--dataset", "-d", help="dataset name; ml-100k ships with RecBole")
+    parser.add_argument(
+        "--config_files", help="YAML config files, separated by spaces (later ones win)"
+    )
+    parser.add_argument("--plugin_path", help="extra plugin folder(s), separated by ':'")
+    parser.add_argument(
+        "--no_save", action="store_true", help="keep no checkpoint (test uses the last epoch)"
+    )
+
+
+def _cmd_args(args, extra):
+    """Config overrides from the command line: ``extra`` plus ``--plugin_path``."""
+    cmd = list(extra)
+    if args.plugin_path:
+        cmd.append(f"--plugin_path={args.plugin_path}")
+    return cmd
+
+
+def format_table(rows, columns, row_header):
+    """A plain-text table of ``rows`` ({row name: {column: value}}) (str)."""
+    header = [row_header] + list(columns)
+    body = [
+        [name] + [_cell(values.get(column)) for column in columns] for name, values in rows.items()
+    ]
+    widths = [max(len(str(line[i])) for line in [header] + body) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(header, widths))]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)) for line in body]
+    return "\n".join(lines)
+
+
+def _cell(value):
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def results_table(result):
+    """Best-valid and test metrics of one run, a metric per row (str)."""
+    metrics = list(result["test_result"]) or list(result["best_valid_result"])
+    rows = {
+        metric: {
+            "best valid": result["best_valid_result"].get(metric),
+            "test": result["test_result"].get(metric),
+        }
+        for metric in metrics
+    }
+    title = f"{result['model']} on {result['dataset']}"
+    return f"{title}\n{format_table(rows, ['best valid', 'test'], 'metric')}"
+
+
+def _run(args, extra):
+    from recbole_mm.quick_start import run
+
+    config_files = args.config_files.split() if args.config_files else None
+    result = run(
+        model=args.model,
+        dataset=args.dataset,
+        config_file_list=config_files,
+        saved=not args.no_save,
+        cmd_args=_cmd_args(args, extra),
+    )
+    print(results_table(result))
+    print(f"record: {result['record']}")
+    return result
+
+
+def _models(args, extra):
+    registry.load(args.plugin_path)
+    plugins = registry.entries("model")
+    for name in registry.model_names():
+        source = plugins[name].source if name in plugins else "RecBole"
+        print(f"{name:24s} {source}")
+
+
+def _demo(args, extra):
+    """Train the demo models on ml-100k (shipped in the recbole wheel) and compare them."""
+    from recbole_mm.quick_start import run
+
+    rows = {}
+    for model in args.models.split(","):
+        result = run(
+            model=model,
+            dataset="ml-100k",
+            config_dict={"epochs": args.epochs, "seed": args.seed},
+            cmd_args=list(extra),
+        )
+        rows[model] = dict(result["test_result"])
+        rows[model]["valid " + result["valid_metric"]] = result["best_valid_score"]
+        rows[model]["record"] = result["record"]
+    columns = [c for c in next(iter(rows.values())) if c != "record"]
+    print(f"\nml-100k, {args.epochs} epochs, seed {args.seed}: test metrics at the best-valid epoch")
+    print(format_table(rows, columns, "model"))
+    for model, values in rows.items():
+        print(f"{model} record: {values['record']}")
+    return rows
+
+
+def _parser(prog):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="train and evaluate a model (as run_recbole)")
+    _add_run_arguments(run_parser)
+    run_parser.set_defaults(handler=_run)
+    models_parser = sub.add_parser("models", help="list every available model and its source")
+    models_parser.add_argument("--plugin_path", help="extra plugin folder(s)")
+    models_parser.set_defaults(handler=_models)
+    demo_parser = sub.add_parser("demo", help="train BPR and LightGCN on ml-100k, print a table")
+    demo_parser.add_argument("--epochs", type=int, default=20)
+    demo_parser.add_argument("--seed", type=int, default=2020)
+    demo_parser.add_argument("--models", default=",".join(DEMO_MODELS))
+    demo_parser.set_defaults(handler=_demo)
+    return parser
+
+
+def _invoke(handler, args, extra):
+    try:
+        handler(args, extra)
+    except (UnknownModelError, PluginError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None):
+    """``recbole-mm SUBCOMMAND ...``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    args, extra = _parser("recbole-mm").parse_known_args(argv)
+    if extra and args.command != "run" and args.command != "demo":
+        _parser("recbole-mm").error(f"unrecognized arguments: {' '.join(extra)}")
+    return _invoke(args.handler, args, extra)
+
+
+def run_recbole_main(argv=None):
+    """``run_recbole --model=M --dataset=D [--key=value ...]``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="run_recbole", description="Train and evaluate a model.")
+    _add_run_arguments(parser)
+    args, extra = parser.parse_known_args(argv)
+    return _invoke(_run, args, extra)

@@ -1,0 +1,64 @@
+"""pandas copy-on-write (the default in pandas 3) silently ignores RecBole's chained ``fillna``.
+
+``Dataset._load_feat`` and ``Dataset._fill_nan`` call ``df[field].fillna(..., inplace=True)``.
+Under copy-on-write that fills a temporary copy, so missing cells stay NaN: sequence fields then
+crash on ``NaN.split`` and missing tokens/floats reach the model as NaN. Two fixes:
+
+- ``_fill_nan`` is replaced by one that assigns the filled column back;
+- the ``pd`` that ``recbole.data.dataset.dataset`` reads files with fills empty sequence cells with
+  ``""`` right after ``read_csv``, which is what RecBole's own chained call meant to do.
+"""
+
+import numpy as np
+import pandas as pd
+
+_SEQ_TYPES = ("token_seq", "float_seq")
+
+
+class _PandasForRecBoleDataset:
+    """Stands in for the ``pandas`` module inside ``recbole.data.dataset.dataset``.
+
+    Everything is pandas' own except ``read_csv``, which fills empty ``*_seq`` cells with ``""``.
+    RecBole reads atomic files with ``usecols`` named ``field:type``, which is how the sequence
+    columns are recognised.
+    """
+
+    def __getattr__(self, name):
+        return getattr(pd, name)
+
+    @staticmethod
+    def read_csv(*args, **kwargs):
+        df = pd.read_csv(*args, **kwargs)
+        for column in df.columns:
+            if isinstance(column, str) and column.endswith(_SEQ_TYPES):
+                df[column] = df[column].fillna("")
+        return df
+
+
+def fill_nan(self):
+    """Impute missing values the way RecBole documents it, assigning each column back.
+
+    token -> 0 (``[PAD]``); float -> the column mean; token_seq / float_seq -> an empty array.
+    """
+    from recbole.utils import FeatureType
+
+    for feat_name in self.feat_name_list:
+        feat = getattr(self, feat_name)
+        for field in feat:
+            ftype = self.field2type[field]
+            if ftype == FeatureType.TOKEN:
+                feat[field] = feat[field].fillna(value=0)
+            elif ftype == FeatureType.FLOAT:
+                feat[field] = feat[field].fillna(value=feat[field].mean())
+            else:
+                dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                feat[field] = feat[field].apply(
+                    lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x
+                )
+
+
+def apply():
+    import recbole.data.dataset.dataset as dataset_module
+
+    dataset_module.pd = _PandasForRecBoleDataset()
+    dataset_module.Dataset._fill_nan = fill_nan
