@@ -220,10 +220,26 @@ class Registry:
             _register_metric(cls, source)
         table[name] = Entry(cls, source)
 
-    def _check_not_recbole(self, name, source):
+    def _recbole_module(self, name):
+        """RecBole's module path for model ``name`` (str), or None."""
         if self._recbole_files is None:
             self._recbole_files = _recbole_model_files()
-        module = self._recbole_files.get(name.lower())
+        return self._recbole_files.get(name.lower())
+
+    def _recbole_model(self, name):
+        """RecBole's model class ``name``, or None (RecBole's get_model crashes on unknown names)."""
+        module = self._recbole_module(name)
+        if module is None:
+            return None
+        try:
+            return getattr(importlib.import_module(module), name, None)
+        except ImportError as error:  # exlib models need xgboost / lightgbm
+            raise UnknownModelError(
+                f"RecBole's model '{name}' needs a package that is not installed: {error}"
+            ) from error
+
+    def _check_not_recbole(self, name, source):
+        module = self._recbole_module(name)
         if module is not None:
             raise PluginError(
                 f"model '{name}' is defined twice: by RecBole ({module}) and by {source}; "
@@ -244,7 +260,7 @@ class Registry:
         entry = self._entries["model"].get(name)
         if entry is not None:
             return entry.obj
-        recbole_model = _recbole_model(name)
+        recbole_model = self._recbole_model(name)
         if recbole_model is not None:
             return recbole_model
         lines = [f"Unknown model '{name}'. Available models:"]
@@ -351,15 +367,6 @@ def _import_file(path):
         del sys.modules[name]
         raise PluginError(f"plugin '{path}' failed to import: {type(error).__name__}: {error}")
     return module
-
-
-def _recbole_model(name):
-    from recbole.utils import get_model
-
-    try:
-        return get_model(name)
-    except (ValueError, AttributeError):
-        return None
 
 
 def _register_metric(cls, source):

@@ -25,6 +25,7 @@ import pickle
 import types
 
 import numpy
+import scipy.sparse
 import torch
 from torch import _weights_only_unpickler
 
@@ -90,11 +91,26 @@ def _recbole_model_class(full_name):
     return cls if isinstance(cls, type) and issubclass(cls, AbstractRecommender) else None
 
 
-def _numpy_globals():
-    """numpy scalars and dtypes (RecBole stores numpy floats in configs and scores)."""
+def _numpy_scipy_globals():
+    """numpy scalars, arrays and dtypes, and SciPy sparse matrices.
+
+    RecBole stores numpy floats in configs and scores, and its traditional models (ItemKNN, EASE,
+    SLIMElastic, AsymKNN...) keep numpy arrays or SciPy sparse matrices in ``other_parameter``.
+    All of them unpickle by ``__new__`` plus setting their state: nothing user-defined runs.
+    """
     scalar = numpy.float64(0).__reduce__()[0]  # numpy.core.multiarray.scalar, renamed in numpy 2
-    found = {f"numpy.{core}.multiarray.scalar": scalar for core in ("core", "_core")}
+    reconstruct = numpy.zeros(1).__reduce__()[0]  # numpy.core.multiarray._reconstruct
+    found = {}
+    for core in ("core", "_core"):
+        found[f"numpy.{core}.multiarray.scalar"] = scalar
+        found[f"numpy.{core}.multiarray._reconstruct"] = reconstruct
     found["numpy.dtype"] = numpy.dtype
+    found["numpy.ndarray"] = numpy.ndarray
+    found["numpy.matrix"] = numpy.matrix  # EASE keeps its item-item matrix as numpy.matrix
+    for name in dir(scipy.sparse):
+        cls = getattr(scipy.sparse, name)
+        if isinstance(cls, type) and issubclass(cls, scipy.sparse.spmatrix | scipy.sparse.sparray):
+            found[f"{cls.__module__}.{cls.__qualname__}"] = cls
     dtypes = getattr(numpy, "dtypes", None)
     for name, cls in vars(dtypes).items() if dtypes else ():
         if isinstance(cls, type) and issubclass(cls, numpy.dtype):
@@ -107,7 +123,7 @@ def allowed_globals(known_classes=()):
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
     allowed.update({name: CheckpointConfig for name in CONFIG_NAMES})
     allowed.update({f"{e.__module__}.{e.__qualname__}": e for e in _enum_classes()})
-    allowed.update(_numpy_globals())
+    allowed.update(_numpy_scipy_globals())
     allowed[_YAML_LOADER] = UnresolvedClass
     allowed.update({f"{c.__module__}.{c.__qualname__}": UnresolvedClass for c in known_classes})
     return allowed
@@ -165,7 +181,7 @@ def config_setstate(self, state):
     self.yaml_loader = self._build_yaml_loader()
     try:
         self.model_class = get_model(self.model)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, ImportError):
         self.model_class = None  # a plugin model: recbole_mm.config.Config resolves it
 
 
