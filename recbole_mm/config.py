@@ -80,6 +80,18 @@ class Config(RecBoleConfig):
         self._cmd_args = list(cmd_args or [])
         super().__init__(model, dataset, config_file_list, config_dict)
         del self._cmd_args
+        self._check_valid_metric()
+
+    def _check_valid_metric(self):
+        """Fail now, not after the first epoch, if ``valid_metric`` is not computed."""
+        valid_metric = str(self["valid_metric"] or "")
+        metrics = self["metrics"]
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])
+        if valid_metric and valid_metric.split("@")[0].lower() not in {m.lower() for m in metrics}:
+            raise ConfigError(
+                f"valid_metric '{valid_metric}' is not among metrics {metrics}: add it to 'metrics' "
+                "or choose another valid_metric"
+            )
 
     def _load_cmd_line(self):
         return self._convert_config_dict(parse_cmd_args(self._cmd_args))
