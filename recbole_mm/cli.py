@@ -110,7 +110,7 @@ def _demo(args, extra):
     print(f"\nml-100k, {args.epochs} epochs, seed {args.seed}: test metrics at the best-valid epoch")
     print(format_table(rows, columns, "model"))
     for model, values in rows.items():
-        print(f"{model} record: {values['record']}")
+        print(f"record of {model}: {values['record']}")
     return rows
 
 

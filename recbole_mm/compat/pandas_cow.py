@@ -1,4 +1,6 @@
-"""pandas copy-on-write (the default in pandas 3) silently ignores RecBole's chained ``fillna``.
+"""pandas 3 breaks RecBole's dataset code in two silent ways; both are fixed here.
+
+1. Copy-on-write (the default in pandas 3) ignores RecBole's chained ``fillna``.
 
 ``Dataset._load_feat`` and ``Dataset._fill_nan`` call ``df[field].fillna(..., inplace=True)``.
 Under copy-on-write that fills a temporary copy, so missing cells stay NaN: sequence fields then
@@ -7,7 +9,15 @@ crash on ``NaN.split`` and missing tokens/floats reach the model as NaN. Two fix
 - ``_fill_nan`` is replaced by one that assigns the filled column back;
 - the ``pd`` that ``recbole.data.dataset.dataset`` reads files with fills empty sequence cells with
   ``""`` right after ``read_csv``, which is what RecBole's own chained call meant to do.
+
+2. ``Series.agg(len)`` returns the Series' length in pandas 3, not each cell's length; RecBole
+   splits token_seq / float_seq columns with it (remapping, normalising, discretising), so every
+   sequence field ends up in one cell. While a RecBole ``Dataset`` is built under pandas >= 3,
+   ``Series.agg(len)`` gives per-cell lengths again (other functions are untouched).
 """
+
+import contextlib
+import functools
 
 import numpy as np
 import pandas as pd
@@ -57,8 +67,38 @@ def fill_nan(self):
                 )
 
 
+@contextlib.contextmanager
+def _per_cell_len_agg():
+    """Within the block, ``Series.agg(len)`` returns each cell's length (pandas 2 behaviour)."""
+    original = pd.Series.agg
+
+    def agg(self, func=None, *args, **kwargs):
+        if func is len:
+            return self.map(len)
+        return original(self, func, *args, **kwargs)
+
+    pd.Series.agg = pd.Series.aggregate = agg
+    try:
+        yield
+    finally:
+        pd.Series.agg = pd.Series.aggregate = original
+
+
+def _building_with_per_cell_len(init):
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        with _per_cell_len_agg():
+            return init(self, *args, **kwargs)
+
+    wrapper.per_cell_len = True
+    return wrapper
+
+
 def apply():
     import recbole.data.dataset.dataset as dataset_module
 
     dataset_module.pd = _PandasForRecBoleDataset()
     dataset_module.Dataset._fill_nan = fill_nan
+    init = dataset_module.Dataset.__init__
+    if int(pd.__version__.split(".")[0]) >= 3 and not getattr(init, "per_cell_len", False):
+        dataset_module.Dataset.__init__ = _building_with_per_cell_len(init)
