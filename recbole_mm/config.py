@@ -17,6 +17,7 @@ import importlib.resources
 import os
 
 import recbole
+import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
 
@@ -149,4 +150,7 @@ class Config(RecBoleConfig):
         """Rebuild a Config from the ``CheckpointConfig`` a safely loaded checkpoint holds."""
         config = cls.__new__(cls)
         config.__setstate__(checkpoint_config.state())
+        device = torch.device(config["device"] or "cpu")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            config.final_config_dict["device"] = torch.device("cpu")  # trained on a GPU, loaded here
         return config

@@ -269,3 +269,13 @@ def test_trains_without_ray(small_data, workdir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trained without ray" in done.stdout
     assert recbole_mm.__version__
+
+
+def test_gpu_checkpoint_loads_on_a_cpu_machine(trained_bpr, workdir):
+    checkpoint = torch.load(trained_bpr["checkpoint"], weights_only=False)
+    checkpoint["config"].final_config_dict["device"] = torch.device("cuda:0")
+    path = workdir / "from_gpu.pth"
+    torch.save(checkpoint, path, pickle_protocol=4)
+    config, model, *_ = load_data_and_model(path)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert config["device"].type == expected and next(model.parameters()).device.type == expected
