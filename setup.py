@@ -57,13 +57,14 @@ setup(
         "recbole_mm.plugins": ["*.yaml", "*/*.yaml"],
     },
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=7"]},
+    # faiss: RecBole's NCL clusters with it (the test suite trains every RecBole general model)
+    extras_require={"test": ["pytest>=7", "faiss-cpu>=1.7"]},
     entry_points={
         "console_scripts": [
             "run_recbole = recbole_mm.cli:run_recbole_main",
             "recbole-mm = recbole_mm.cli:main",
         ],
-        "recbole_mm.plugins": [],
+        "recbole_mm.plugins": ["cobrar = recbole_mm.plugins.cobrar"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.10",
