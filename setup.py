@@ -23,10 +23,14 @@ def packages():
     return found
 
 
-# RecBole 1.2.1 pins ray<=2.6.3. Ray 2.6.3 needs pkg_resources (setuptools<81) and numpy<2 (its tune
-# logger uses np.bool8); its storage layer needs pyarrow, whose releases >=18 need numpy 2; pandas 3
-# needs numpy 2. Without Ray (e.g. recbole installed --no-deps on Python 3.12) the core runs on
-# numpy 2 and pandas 3 too: tests/test_numpy2_no_ray.py checks it.
+# RecBole 1.2.1 pins ray<=2.6.3, and Ray 2.6.3 needs three pins to run (each measured):
+# - setuptools<82: Ray imports pkg_resources, which setuptools 82 removed (81 ships it, deprecated);
+# - numpy<2: Ray's tune logger uses np.bool8;
+# - pyarrow<26: Ray's storage layer imports pyarrow, and 26 is the first release that refuses
+#   numpy 1.x at import (18.0 to 25.0 import on numpy 1.26 and run Ray Tune 2.6.3 trials).
+# pandas needs no pin of its own: pandas 3 requires numpy>=2.0.2, so numpy<2 keeps it at 2.x.
+# Without Ray (recbole installed --no-deps, as on a Python 3.12 GPU machine) the core runs on numpy 2
+# and pandas 3 too: `make test-numpy2` checks it.
 INSTALL_REQUIRES = [
     "recbole==1.2.1",
     "ray[tune]==2.6.3",
@@ -34,11 +38,11 @@ INSTALL_REQUIRES = [
     "torch-geometric>=2.5",
     "transformers>=4.40",
     "timm>=1.0",
-    "pandas>=2.0,<3",
+    "pandas>=2.0",
     "numpy>=1.24,<2",
     "scipy>=1.10",
-    "pyarrow<18",
-    "setuptools<81",
+    "pyarrow<26",
+    "setuptools<82",
     "pyyaml>=6",
 ]
 

@@ -160,20 +160,22 @@ class Registry:
             return
         try:
             obj = entry_point.load()
+            if isinstance(obj, types.ModuleType):
+                self.add_module(obj, source)
+            elif inspect.isclass(obj) and classify(obj):
+                self.add(obj, source)
+            else:
+                raise PluginError(
+                    f"{source} points to {obj!r}; a recbole_mm plugin entry point must name a module "
+                    "(e.g. 'my_plugin = my_package.models') or a model class"
+                )
+        except PluginError:
+            raise  # a duplicate name is ambiguous for every run: never guess which one is meant
         except Exception as error:  # a broken third-party plugin must not stop other runs
             self._failures.append(f"{source}: {type(error).__name__}: {error}")
             logger.warning("Skipping plugin %s: %s", source, error)
             return
         self._loaded_sources.add(source)
-        if isinstance(obj, types.ModuleType):
-            self.add_module(obj, source)
-        elif inspect.isclass(obj) and classify(obj):
-            self.add(obj, source)
-        else:
-            raise PluginError(
-                f"{source} points to {obj!r}; a recbole_mm plugin entry point must name a module "
-                "(e.g. 'my_plugin = my_package.models') or a model class"
-            )
 
     def load_path(self, path):
         """Register every plugin module in folder ``path`` (or the single file ``path``)."""

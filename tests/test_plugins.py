@@ -270,3 +270,23 @@ def test_plugin_module_importable_standalone_in_subprocess(tmp_path, small_data,
     done = subprocess.run([sys.executable, "-c", script], cwd=workdir, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "CliMF on ml-small" in done.stdout
+
+
+def test_broken_installed_plugin_is_skipped_and_reported(tmp_path, workdir):
+    site = tmp_path / "site"
+    dist_info = site / "broken_plugin-0.1.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text("[recbole_mm.plugins]\nbroken = no_such_module_xyz\n")
+    listed = subprocess.run(
+        [sys.executable, "-m", "recbole_mm", "models"],
+        cwd=workdir, env=_env_with(site), capture_output=True, text=True,
+    )
+    assert listed.returncode == 0 and "LightGCN" in listed.stdout  # the others still work
+    assert "broken-plugin" in listed.stderr
+    unknown = subprocess.run(
+        [str(BIN / "run_recbole"), "--model=FromBrokenPlugin", "--dataset=ml-100k"],
+        cwd=workdir, env=_env_with(site), capture_output=True, text=True,
+    )
+    assert unknown.returncode == 2
+    assert "Plugins that failed to load" in unknown.stderr and "no_such_module_xyz" in unknown.stderr
