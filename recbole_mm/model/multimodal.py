@@ -1,0 +1,73 @@
+"""``MultimodalRecommender``: the base of models that use item features.
+
+A model declares the feature sets it needs in the config key ``modalities`` (names in the
+dataset's feature store, see :mod:`recbole_mm.data.features`, or ``field:<name>`` for a RecBole
+``float_seq`` field of the ``.item`` file). The base class loads each one once, aligned to RecBole's
+internal item ids, and keeps it on the model's device; models never read files.
+"""
+
+from pathlib import Path
+
+from recbole.model.abstract_recommender import GeneralRecommender
+
+from recbole_mm.data.features import FeatureError, FeatureStore, aligned_field
+
+FIELD_PREFIX = "field:"
+
+
+def load_item_features(config, dataset):
+    """{name: (features [n_items, dim] float, mask [n_items] bool)} for ``config["modalities"]``.
+
+    The store is ``config["feature_path"]`` if set, else ``<data_path>/features`` (RecBole's
+    ``data_path`` already ends with the dataset's folder). ``config["feature_fill"]`` (zeros or
+    mean) fills the rows of items without a feature; the mask says which rows are real.
+
+    Raises:
+        FeatureError: no modalities configured, or one that is not in the store (naming the files
+            looked for).
+    """
+    names = config["modalities"]
+    names = [names] if isinstance(names, str) else list(names or [])
+    if not names:
+        raise FeatureError(
+            f"{config['model']} needs item features: set 'modalities' to feature sets of "
+            f"{config['dataset']} (create them with `recbole-mm extract`)"
+        )
+    store = FeatureStore(config["feature_path"] or Path(config["data_path"]) / "features")
+    fill = config["feature_fill"] or "zeros"
+    iid = dataset.iid_field
+    loaded = {}
+    for name in names:
+        if name.startswith(FIELD_PREFIX):
+            loaded[name] = aligned_field(dataset, name[len(FIELD_PREFIX):], fill)
+        else:
+            loaded[name] = store.aligned(name, dataset.field2token_id[iid], dataset.item_num, fill)
+    return loaded
+
+
+class MultimodalRecommender(GeneralRecommender):
+    """A general recommender with item features.
+
+    After ``__init__``, ``self.item_features[name]`` is a float tensor [n_items, dim] and
+    ``self.item_feature_masks[name]`` a bool tensor [n_items] (True: the item has that feature;
+    row 0 is padding) for every name in ``config["modalities"]``, registered as non-persistent
+    buffers (they follow ``.to(device)`` and stay out of checkpoints).
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.modality_names = []
+        for index, (name, (features, mask)) in enumerate(load_item_features(config, dataset).items()):
+            self.register_buffer(f"_feature_{index}", features, persistent=False)
+            self.register_buffer(f"_feature_mask_{index}", mask, persistent=False)
+            self.modality_names.append(name)
+
+    @property
+    def item_features(self):
+        """{name: [n_items, dim] float tensor}."""
+        return {n: getattr(self, f"_feature_{i}") for i, n in enumerate(self.modality_names)}
+
+    @property
+    def item_feature_masks(self):
+        """{name: [n_items] bool tensor}."""
+        return {n: getattr(self, f"_feature_mask_{i}") for i, n in enumerate(self.modality_names)}
