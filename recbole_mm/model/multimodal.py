@@ -27,7 +27,7 @@ def load_item_features(config, dataset):
             looked for).
     """
     names = config["modalities"]
-    names = [names] if isinstance(names, str) else list(names or [])
+    names = names.split(",") if isinstance(names, str) else list(names or [])  # "a,b" on the CLI
     if not names:
         raise FeatureError(
             f"{config['model']} needs item features: set 'modalities' to feature sets of "
