@@ -18,6 +18,7 @@ from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
 from recbole_mm.compat import checkpoint as safe_checkpoint
 from recbole_mm.config import Config
+from recbole_mm.fast_path import choose_trainer
 from recbole_mm.record import RunRecord
 from recbole_mm.registry import registry
 
@@ -31,8 +32,15 @@ def create_dataset(config):
 
 
 def get_trainer(config):
-    """The trainer class for ``config``: config key ``trainer``, ``<Model>Trainer`` or RecBole's."""
-    return registry.get_trainer(config["MODEL_TYPE"], config["model"], config["trainer"])
+    """The trainer class for ``config``: config key ``trainer``, ``<Model>Trainer`` or RecBole's.
+
+    With ``fast_path: True`` and no ``trainer`` configured, RecBole's plain ``Trainer`` becomes
+    :class:`~recbole_mm.fast_path.FastTrainer`.
+    """
+    trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"], config["trainer"])
+    if config["fast_path"] and not config["trainer"]:
+        return choose_trainer(trainer)
+    return trainer
 
 
 def _build(config):

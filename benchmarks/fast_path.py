@@ -1,0 +1,292 @@
+"""Stock RecBole training and full-sort evaluation against recbole_mm's fast path, in one process.
+
+Both paths get the same data, split, device, seed, config and initial weights; each model is
+trained ``--epochs`` epochs by RecBole's ``Trainer`` and by ``FastTrainer``, then the test set is
+evaluated. Printed per model and path: seconds per training epoch (the median epoch: on a shared
+machine single epochs can be disturbed either way; every epoch is listed too), seconds per
+full-sort test evaluation (the first call, with one-time setup, then the best of two more), peak
+memory, Recall@20 and NDCG@20, and the stock / fast ratios; and whether the fast evaluator
+reproduces RecBole's metrics exactly on the stock-trained model.
+
+Examples::
+
+    python benchmarks/fast_path.py --dataset ml-100k --models LightGCN,BPR --epochs 2
+    python benchmarks/fast_path.py --dataset ml-1m --data-path dataset/ --device cuda --epochs 5
+
+Peak memory is the CUDA allocator's peak on a GPU; on the CPU, the rise of the process's resident
+set over its level at the start of the phase (sampled every 2 ms), so it reads as "extra memory
+this phase needed". This is a benchmark, not a test: nothing here asserts a speed.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import recbole
+import torch
+from recbole.data import data_preparation
+from recbole.trainer import Trainer
+from recbole.utils import init_seed
+
+import recbole_mm
+from recbole_mm import Config, create_dataset
+from recbole_mm.fast_path import FastTrainer
+from recbole_mm.record import describe_device
+
+BUNDLED = Path(recbole.__file__).parent / "dataset_example"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--dataset", default="ml-100k", help="dataset name (atomic files <data-path>/<dataset>/)"
+    )
+    parser.add_argument(
+        "--data-path",
+        help=f"folder holding the dataset folder (default: RecBole's bundled {BUNDLED})",
+    )
+    parser.add_argument("--models", default="LightGCN,BPR", help="comma-separated model names")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs per path")
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: the config's choice)"
+    )
+    parser.add_argument("--train-batch-size", type=int, default=2048)
+    parser.add_argument(
+        "--eval-batch-size",
+        type=int,
+        default=None,
+        help="scores per evaluation batch (default: recbole_mm's overall.yaml)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's); 1 steadies timings on a shared machine",
+    )
+    parser.add_argument("--output", help="also write the report to this file")
+    return parser.parse_args(argv)
+
+
+class PeakMemory:
+    """Peak memory of a phase, in MiB: CUDA allocator peak, or resident-set rise on the CPU."""
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+        self.peak_mib = 0.0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        process = psutil.Process()
+        self._start = self._peak = process.memory_info().rss
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.002):
+                self._peak = max(self._peak, process.memory_info().rss)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mib = (
+                max(self._peak, psutil.Process().memory_info().rss) - self._start
+            ) / 2**20
+        return False
+
+
+def timed(device, fn, *args, **kwargs):
+    """(result, seconds) of ``fn(*args, **kwargs)``, waiting for the device to finish."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return result, time.perf_counter() - start
+
+
+def build(args, model, checkpoint_dir):
+    """Config, data, loaders and a fresh model (same seed, so same initial weights) for a path."""
+    config_dict = {
+        "data_path": args.data_path,
+        "checkpoint_dir": checkpoint_dir,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "train_batch_size": args.train_batch_size,
+        "metrics": ["Recall", "NDCG"],
+        "topk": [20],
+        "valid_metric": "NDCG@20",
+        "state": "WARNING",
+        "show_progress": False,
+    }
+    if args.eval_batch_size:
+        config_dict["eval_batch_size"] = args.eval_batch_size
+    config = Config(model, args.dataset, config_dict=config_dict)
+    if args.device != "auto":
+        config["device"] = torch.device(args.device)
+        config["use_gpu"] = config["device"].type == "cuda"
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, _, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model_obj = config.model_class(config, train_data._dataset).to(config["device"])
+    return config, dataset, train_data, test_data, model_obj
+
+
+def run_path(trainer_class, config, train_data, test_data, model):
+    """Train ``config['epochs']`` epochs, then evaluate the test set three times (dict)."""
+    device = config["device"]
+    trainer = trainer_class(config, model)
+    trainer.eval_collector.data_collect(train_data)
+    epoch_seconds = []
+    with PeakMemory(device) as train_memory:
+        for epoch in range(config["epochs"]):
+            _, seconds = timed(device, trainer._train_epoch, train_data, epoch)
+            epoch_seconds.append(seconds)
+    with PeakMemory(device) as eval_memory:
+        result, first_eval = timed(device, trainer.evaluate, test_data, load_best_model=False)
+        again = [
+            timed(device, trainer.evaluate, test_data, load_best_model=False)[1] for _ in range(2)
+        ]
+    return {
+        "epoch_s": statistics.median(epoch_seconds),
+        "epochs_s": epoch_seconds,
+        "eval_first_s": first_eval,
+        "eval_s": min(again),
+        "train_mib": train_memory.peak_mib,
+        "eval_mib": eval_memory.peak_mib,
+        "recall@20": float(result["recall@20"]),
+        "ndcg@20": float(result["ndcg@20"]),
+        "result": result,
+    }
+
+
+ROW = "{:<10} {:<6} {:>9} {:>12} {:>8} {:>14} {:>13} {:>10} {:>9}"
+HEADINGS = ("path", "s/epoch", "eval 1st s", "eval s", "train peak MiB", "eval peak MiB")
+COLUMNS = (("epoch_s", ".3f"), ("eval_first_s", ".3f"), ("eval_s", ".3f"))
+COLUMNS += (("train_mib", ".0f"), ("eval_mib", ".0f"), ("recall@20", ".4f"), ("ndcg@20", ".4f"))
+
+
+def report_model(model, stock, fast, parity, emit):
+    """Print one model's rows: stock, fast, and the ratios."""
+    emit(ROW.format(model, *HEADINGS, "recall@20", "ndcg@20"))
+    for name, numbers in (("stock", stock), ("fast", fast)):
+        emit(ROW.format("", name, *(format(numbers[key], spec) for key, spec in COLUMNS)))
+
+    def ratio(numerator, denominator, spec):
+        return format(numerator / denominator, spec) if denominator else "-"
+
+    speedups = [ratio(stock[key], fast[key], ".1f") + "x" for key, _ in COLUMNS[:3]]
+    metrics = [ratio(fast[key], stock[key], ".3f") for key in ("recall@20", "ndcg@20")]
+    emit(ROW.format("", "ratio", *speedups, "", "", *metrics))
+    emit(
+        f"  per-epoch seconds: stock {[round(s, 3) for s in stock['epochs_s']]}, "
+        f"fast {[round(s, 3) for s in fast['epochs_s']]}"
+    )
+    emit(f"  fast evaluator on the stock-trained model vs RecBole's evaluator: {parity}")
+    emit("")
+
+
+def header(args, config, dataset):
+    """The report's first lines: command, device, seed, data and config (list of str)."""
+    command = " ".join(["python", "benchmarks/fast_path.py"] + sys.argv[1:])
+    versions = (
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"python {platform.python_version()}; recbole {recbole.__version__}; "
+        f"recbole_mm {recbole_mm.__version__}"
+    )
+    data = (
+        f"{dataset.user_num - 1} users, {dataset.item_num - 1} items, "
+        f"{dataset.inter_num} interactions"
+    )
+    settings = (
+        f"epochs={args.epochs} train_batch_size={config['train_batch_size']} "
+        f"eval_batch_size={config['eval_batch_size']} learner={config['learner']} "
+        f"learning_rate={config['learning_rate']} "
+        f"train_neg_sample_args={config['train_neg_sample_args']}"
+    )
+    return [
+        "# recbole_mm fast path vs stock RecBole (benchmarks/fast_path.py)",
+        f"command: {command}",
+        f"device: {describe_device(config['device'])}; {versions}",
+        f"seed: {args.seed}",
+        f"dataset: {args.dataset} ({data}); eval_args {config['eval_args']}",
+        f"config: {settings}",
+        (
+            "s/epoch: median epoch; eval: full-sort on the test set, 1st call (with one-time "
+            "setup) and best of 2 more; ratio: stock / fast for times, fast / stock for metrics"
+        ),
+        "",
+    ]
+
+
+def evaluator_parity(config, model, test_data, stock_result):
+    """Whether FastTrainer.evaluate gives RecBole's numbers for the same model state (str)."""
+    fast_result = FastTrainer(config, model).evaluate(test_data, load_best_model=False)
+    differing = {
+        k: (v, fast_result.get(k)) for k, v in stock_result.items() if fast_result.get(k) != v
+    }
+    if differing or fast_result.keys() != stock_result.keys():
+        return f"DIFFERENT {differing}"
+    return f"identical ({len(stock_result)} metrics)"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.data_path is None:
+        if not (BUNDLED / args.dataset).is_dir():
+            raise SystemExit(
+                f"dataset '{args.dataset}' is not bundled with RecBole; pass --data-path"
+            )
+        args.data_path = str(BUNDLED)
+    args.data_path = str(Path(args.data_path).resolve())
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    lines = []
+
+    def emit(line=""):
+        print(line, flush=True)
+        lines.append(line)
+
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as workdir:
+        # RecBole's Trainer writes ./log_tensorboard: not into the caller's folder
+        os.chdir(workdir)
+        try:
+            for index, model in enumerate(models):
+                config, dataset, train_data, test_data, stock_model = build(args, model, workdir)
+                if index == 0:
+                    for line in header(args, config, dataset):
+                        emit(line)
+                stock = run_path(Trainer, config, train_data, test_data, stock_model)
+                parity = evaluator_parity(config, stock_model, test_data, stock["result"])
+                config, _, train_data, test_data, fast_model = build(args, model, workdir)
+                fast = run_path(FastTrainer, config, train_data, test_data, fast_model)
+                report_model(model, stock, fast, parity, emit)
+        finally:
+            os.chdir(here)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
