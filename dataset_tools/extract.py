@@ -128,7 +128,7 @@ def encode_resumably(encoder, tokens, inputs, work_dir, shard_size):
 
 
 def _encode_into_store(data_path, dataset, name, encoder, tokens, inputs, keys, settings,
-                       shard_size, info, left_out=()):
+                       shard_size, info, left_out=(), store=None):
     """Encode ``inputs`` (one per item token) resumably and store the rows that succeeded.
 
     Args:
@@ -136,6 +136,7 @@ def _encode_into_store(data_path, dataset, name, encoder, tokens, inputs, keys, 
         settings (list): what else changes the vectors (for the resumption fingerprint).
         info (dict): recorded in the manifest.
         left_out (iterable of str): items already known to have no input (no media file).
+        store (FeatureStore or None): where to store it; default: the dataset's own store.
 
     Returns:
         Path: the stored matrix.
@@ -143,7 +144,7 @@ def _encode_into_store(data_path, dataset, name, encoder, tokens, inputs, keys, 
     Raises:
         ExtractionError: no item could be encoded.
     """
-    store = FeatureStore.of_dataset(data_path, dataset)
+    store = store or FeatureStore.of_dataset(data_path, dataset)
     work_dir = store.root / ".work" / f"{name}-{_fingerprint(encoder.name, keys, settings)}"
     matrix = encode_resumably(encoder, tokens, inputs, work_dir, shard_size)
     encoded = np.isfinite(matrix).all(axis=1)
@@ -166,8 +167,11 @@ def _encode_into_store(data_path, dataset, name, encoder, tokens, inputs, keys, 
     return path
 
 
-def extract_text(data_path, dataset, fields, encoder_name, name=None, shard_size=2048, **encoder_args):
+def extract_text(data_path, dataset, fields, encoder_name, name=None, shard_size=2048, store=None,
+                 **encoder_args):
     """Encode the item text ``fields`` of a dataset into feature set ``name`` (default ``text``).
+
+    ``store`` (FeatureStore or None) defaults to the dataset's own ``features/`` folder.
 
     Returns:
         Path: the stored matrix.
@@ -185,6 +189,26 @@ def extract_text(data_path, dataset, fields, encoder_name, name=None, shard_size
         [f"{t}\t{text}" for t, text in zip(tokens, ordered)], settings, shard_size,
         {"modality": "text", "encoder": encoder_name, "fields": list(fields),
          "pooling": encoder.pooling, "normalized": encoder.normalize, "max_length": encoder.max_length},
+        store=store,
+    )
+
+
+def build_from_recipe(store, name, recipe, data_folder):
+    """Create feature set ``name`` in ``store`` from a dataset YAML recipe (first use of a dataset).
+
+    Args:
+        recipe (dict): ``{modality: text, fields: [...], encoder: NAME_OR_PATH}``.
+        data_folder (Path): the dataset's folder (``DATASET.item`` / ``DATASET.text.tsv``).
+    """
+    if recipe.get("modality", "text") != "text" or not recipe.get("fields"):
+        raise ExtractionError(
+            f"feature recipe for {name!r}: only text recipes ({{modality: text, fields: [...], "
+            f"encoder: ...}}) can run automatically, got {recipe}; extract it with `recbole-mm extract`"
+        )
+    logger.info("Creating feature set %r in %s (first use)", name, store.root)
+    return extract_text(
+        data_folder.parent, data_folder.name, list(recipe["fields"]),
+        recipe.get("encoder") or _default_encoder("text"), name=name, store=store,
     )
 
 

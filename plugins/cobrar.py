@@ -73,6 +73,7 @@ class CoBraR(GeneralRecommender):
 
     input_type = InputType.POINTWISE
     type = ModelType.GENERAL
+    fast_path_compatible = True  # calculate_loss reads only user, item and label
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

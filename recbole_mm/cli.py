@@ -16,7 +16,7 @@ from recbole_mm.dataset_tools.encoders.text import EncoderError
 from recbole_mm.dataset_tools.extract import ExtractionError, add_extract_parser
 from recbole_mm.registry import PluginError, UnknownModelError, registry
 
-DEMO_MODELS = ("BPR", "LightGCN")
+DEMO_MODELS = ("BPR", "LightGCN", "LFMMLGCN")
 
 
 def _add_run_arguments(parser):
@@ -128,7 +128,9 @@ def _parser(prog):
     models_parser = sub.add_parser("models", help="list every available model and its source")
     models_parser.add_argument("--plugin_path", help="extra plugin folder(s)")
     models_parser.set_defaults(handler=_models)
-    demo_parser = sub.add_parser("demo", help="train BPR and LightGCN on ml-100k, print a table")
+    demo_parser = sub.add_parser(
+        "demo", help="train BPR, LightGCN and LF-MMLGCN (with text features) on ml-100k, print a table"
+    )
     demo_parser.add_argument("--epochs", type=int, default=20)
     demo_parser.add_argument("--seed", type=int, default=2020)
     demo_parser.add_argument("--models", default=",".join(DEMO_MODELS))

@@ -20,7 +20,9 @@ def load_item_features(config, dataset):
 
     The store is ``config["feature_path"]`` if set, else ``<data_path>/features`` (RecBole's
     ``data_path`` already ends with the dataset's folder). ``config["feature_fill"]`` (zeros or
-    mean) fills the rows of items without a feature; the mask says which rows are real.
+    mean) fills the rows of items without a feature; the mask says which rows are real. A feature
+    set missing from the store but described in ``config["feature_recipes"]`` (a dataset YAML's
+    recipe, e.g. the bundled ml-100k's text features) is extracted once, on first use.
 
     Raises:
         FeatureError: no modalities configured, or one that is not in the store (naming the files
@@ -33,7 +35,8 @@ def load_item_features(config, dataset):
             f"{config['model']} needs item features: set 'modalities' to feature sets of "
             f"{config['dataset']} (create them with `recbole-mm extract`)"
         )
-    store = FeatureStore(config["feature_path"] or Path(config["data_path"]) / "features")
+    store = FeatureStore(Path(config["feature_path"] or Path(config["data_path"]) / "features").expanduser())
+    recipes = config["feature_recipes"] or {}
     fill = config["feature_fill"] or "zeros"
     iid = dataset.iid_field
     loaded = {}
@@ -41,6 +44,11 @@ def load_item_features(config, dataset):
         if name.startswith(FIELD_PREFIX):
             loaded[name] = aligned_field(dataset, name[len(FIELD_PREFIX):], fill)
         else:
+            if name not in store.manifest() and name in recipes:
+                # dataset_tools is imported only here, when a dataset needs a feature set made
+                from recbole_mm.dataset_tools.extract import build_from_recipe
+
+                build_from_recipe(store, name, recipes[name], Path(config["data_path"]))
             loaded[name] = store.aligned(name, dataset.field2token_id[iid], dataset.item_num, fill)
     return loaded
 
