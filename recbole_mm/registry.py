@@ -305,39 +305,33 @@ class Registry:
         """Every available model name, RecBole's and the plugins' (sorted list)."""
         return sorted(set(self.recbole_models()) | set(self._entries["model"]))
 
+    def _named(self, kind, name, recbole_module, config_key):
+        """The plugin or RecBole class ``name`` of ``kind`` chosen by a config key."""
+        table = self._entries[kind]
+        if name in table:
+            return table[name].obj
+        module = importlib.import_module(recbole_module)
+        if hasattr(module, name):
+            return getattr(module, name)
+        raise PluginError(
+            f"{kind} '{name}' (config key '{config_key}') is neither RecBole's nor a registered "
+            f"plugin {kind} ({', '.join(sorted(table)) or 'none registered'})"
+        )
+
     def get_trainer(self, model_type, model_name, trainer_name=None):
         """The trainer class for a model: ``trainer_name``, ``<Model>Trainer``, or RecBole's."""
         from recbole.utils import get_trainer
 
-        trainers = self._entries["trainer"]
         if trainer_name:
-            if trainer_name in trainers:
-                return trainers[trainer_name].obj
-            recbole_trainers = importlib.import_module("recbole.trainer")
-            if hasattr(recbole_trainers, trainer_name):
-                return getattr(recbole_trainers, trainer_name)
-            raise PluginError(
-                f"trainer '{trainer_name}' (config key 'trainer') is neither a RecBole trainer nor "
-                f"a registered plugin trainer ({', '.join(sorted(trainers)) or 'none registered'})"
-            )
-        if f"{model_name}Trainer" in trainers:
-            return trainers[f"{model_name}Trainer"].obj
-        return get_trainer(model_type, model_name)
+            return self._named("trainer", trainer_name, "recbole.trainer", "trainer")
+        entry = self._entries["trainer"].get(f"{model_name}Trainer")
+        return entry.obj if entry is not None else get_trainer(model_type, model_name)
 
     def get_dataset_class(self, model_name, dataset_class=None):
         """A plugin dataset class for the model (by config key or ``<Model>Dataset``), or None."""
-        datasets = self._entries["dataset"]
         if dataset_class:
-            if dataset_class in datasets:
-                return datasets[dataset_class].obj
-            recbole_datasets = importlib.import_module("recbole.data.dataset")
-            if hasattr(recbole_datasets, dataset_class):
-                return getattr(recbole_datasets, dataset_class)
-            raise PluginError(
-                f"dataset class '{dataset_class}' (config key 'dataset_class') is neither a RecBole "
-                f"dataset nor a registered plugin dataset ({', '.join(sorted(datasets)) or 'none'})"
-            )
-        entry = datasets.get(f"{model_name}Dataset")
+            return self._named("dataset", dataset_class, "recbole.data.dataset", "dataset_class")
+        entry = self._entries["dataset"].get(f"{model_name}Dataset")
         return entry.obj if entry is not None else None
 
 

@@ -222,28 +222,28 @@ def test_trainer_loads_best_checkpoint_through_the_allow_list(fast_config):
 
 
 # ---------------------------------------------------------------- applied once, idempotently
-def test_apply_is_idempotent():
+def _patched_objects():
     import recbole.data.dataset.dataset as dataset_module
     import recbole.trainer.trainer as trainer_module
     from recbole.evaluator.collector import Collector
 
-    before = (
+    return (
         Collector.get_data_struct,
         dataset_module.pd,
         dataset_module.Dataset._fill_nan,
+        dataset_module.Dataset.__init__,
         trainer_module.torch,
         RecBoleConfig.compatibility_settings,
         sp.dok_matrix._update,
     )
+
+
+def test_apply_is_idempotent():
+    before = _patched_objects()
     compat.apply()
-    assert before == (
-        Collector.get_data_struct,
-        dataset_module.pd,
-        dataset_module.Dataset._fill_nan,
-        trainer_module.torch,
-        RecBoleConfig.compatibility_settings,
-        sp.dok_matrix._update,
-    )
+    for fix in compat._FIXES:  # even each fix applied again on its own
+        fix.apply()
+    assert _patched_objects() == before
 
 
 # ---------------------------------------------------------------- no Ray

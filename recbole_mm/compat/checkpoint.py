@@ -224,6 +224,7 @@ def apply():
 
     import recbole.trainer.trainer as trainer_module
 
-    trainer_module.torch = _TorchForRecBoleTrainer()
+    if not isinstance(trainer_module.torch, _TorchForRecBoleTrainer):
+        trainer_module.torch = _TorchForRecBoleTrainer()
     Config.__getstate__ = config_getstate
     Config.__setstate__ = config_setstate

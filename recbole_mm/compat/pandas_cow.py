@@ -97,7 +97,8 @@ def _building_with_per_cell_len(init):
 def apply():
     import recbole.data.dataset.dataset as dataset_module
 
-    dataset_module.pd = _PandasForRecBoleDataset()
+    if not isinstance(dataset_module.pd, _PandasForRecBoleDataset):
+        dataset_module.pd = _PandasForRecBoleDataset()
     dataset_module.Dataset._fill_nan = fill_nan
     init = dataset_module.Dataset.__init__
     if int(pd.__version__.split(".")[0]) >= 3 and not getattr(init, "per_cell_len", False):
