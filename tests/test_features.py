@@ -112,8 +112,7 @@ def test_multimodal_base_class_gets_aligned_features(small_data, fast_config):
 # ---------------------------------------------------------------- lastfm-2k: real features
 @pytest.fixture(scope="module")
 def lastfm_items(tmp_path_factory):
-    """A dataset folder with the lastfm-2k items (tokens = MMRec item ids); every 5th has its tag
-    text (285 items: enough to check the encoder, small enough for 2 CPU cores)."""
+    """A dataset folder with the lastfm-2k items (tokens = MMRec item ids) and their tag text."""
     if not (LASTFM / "mmrec" / "all-MiniLM-L6-v2.npy").is_file():
         pytest.skip(f"lastfm-2k is not in {SHARED_DATASETS} (set RECBOLE_MM_SHARED_DATASETS)")
     inter = pd.read_csv(LASTFM / "mmrec" / "lfm2k.inter", sep="\t")
@@ -126,7 +125,7 @@ def lastfm_items(tmp_path_factory):
     folder.mkdir()
     frame = inter.rename(columns={"userID": "user_id", "itemID": "item_id"})[["user_id", "item_id"]]
     write_atomic(folder / "lfm.inter", frame.astype(str), {"user_id": "token", "item_id": "token"})
-    items = sorted(artist_of)[::5]
+    items = sorted(artist_of)
     text = pd.DataFrame({"item_id": [str(i) for i in items], "tags": [text_of[artist_of[i]] for i in items]})
     write_text_table(folder / "lfm.text.tsv", text)
     return data_path
@@ -150,16 +149,16 @@ def test_minilm_tag_features_reproduce_the_published_ones(lastfm_items, monkeypa
 
     monkeypatch.setattr(extract, "encode_resumably", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        extract.extract_text(lastfm_items, "lfm", ["tags"], "all-MiniLM-L6-v2", name="tags", shard_size=200)
+        extract.extract_text(lastfm_items, "lfm", ["tags"], "all-MiniLM-L6-v2", name="tags", shard_size=1000)
     assert FeatureStore.of_dataset(lastfm_items, "lfm").names() == []  # nothing half-written
     calls.clear()
-    extract.extract_text(lastfm_items, "lfm", ["tags"], "all-MiniLM-L6-v2", name="tags", shard_size=200)
-    assert calls == [85]  # the finished shard of 200 items was reused
+    extract.extract_text(lastfm_items, "lfm", ["tags"], "all-MiniLM-L6-v2", name="tags", shard_size=1000)
+    assert calls == [425]  # the finished shard of 1000 items was reused
 
     tokens, ours = FeatureStore.of_dataset(lastfm_items, "lfm").read("tags")
     published = np.load(LASTFM / "mmrec" / "all-MiniLM-L6-v2.npy")[[int(t) for t in tokens]]
     cosine = (ours * published).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(published, axis=1)
-    assert len(tokens) == 285 and cosine.min() > 0.999
+    assert len(tokens) == 1425 and cosine.min() > 0.999
 
 
 def test_import_mmrec_matrix_by_row_index(lastfm_items, capsys):
