@@ -289,3 +289,26 @@ def test_a_model_outside_the_list_trains_with_recboles_loop(fast_config, caplog)
     assert "training MultiVAE with RecBole's loop" in caplog.text
     assert "evaluating with RecBole's evaluator" not in caplog.text
     assert 0 <= result["test_result"]["recall@20"] <= 1
+
+
+def test_lightgcn_on_the_shared_propagation_layer_is_the_same_model(fast_config):
+    from recbole.data import data_preparation
+
+    from recbole_mm import Config, create_dataset
+    from recbole_mm.fast_path.propagation import accelerate_propagation
+
+    config = Config("LightGCN", "ml-small", config_dict=fast_config)
+    train = data_preparation(config, create_dataset(config))[0]._dataset
+    model = config.model_class(config, train)
+    users, items = model.forward()
+    (users.sum() + items.pow(2).sum()).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    assert accelerate_propagation(model)
+    fast_users, fast_items = model.forward()
+    (fast_users.sum() + fast_items.pow(2).sum()).backward()
+    torch.testing.assert_close(fast_users, users, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast_items, items, rtol=1e-5, atol=1e-6)
+    for grad, param in zip(grads, model.parameters()):
+        torch.testing.assert_close(param.grad, grad, rtol=1e-5, atol=1e-6)
+    assert not accelerate_propagation(torch.nn.Linear(2, 2))  # other models are left alone

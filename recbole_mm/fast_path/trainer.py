@@ -22,6 +22,7 @@ from recbole.utils import EvaluatorType, InputType
 
 from recbole_mm.compat.checkpoint import load as load_checkpoint
 from recbole_mm.fast_path.evaluator import FullSortEvaluator, unsupported_metrics
+from recbole_mm.fast_path.propagation import accelerate_propagation
 
 RECBOLE_GENERAL = "recbole.model.general_recommender."
 
@@ -251,6 +252,10 @@ class FastTrainer(Trainer):
     sampled evaluation (``mode: uni100`` ...) or other metrics fall back to RecBole's ``evaluate``
     with a warning.
 
+    RecBole's LightGCN also gets recbole_mm's propagation layer
+    (:func:`~recbole_mm.fast_path.propagation.accelerate_propagation`): same parameters and scores,
+    a backward that reuses the adjacency.
+
     Several GPUs: RecBole's DDP mode (``nproc > 1``, i.e. ``single_spec`` false) is not supported:
     the device-resident batches would have to be sharded per rank and the metrics reduced across
     ranks. Constructing a FastTrainer there raises :class:`FastPathError`; run one process per GPU
@@ -265,6 +270,8 @@ class FastTrainer(Trainer):
                 "set fast_path: False, or run one process per GPU"
             )
         super().__init__(config, model)
+        if accelerate_propagation(model):
+            self.logger.info("fast_path: LightGCN propagates with recbole_mm's propagation layer")
         self._device_train = None  # (train loader, DeviceTrainData or None, fallback reason)
         self._evaluators = weakref.WeakKeyDictionary()  # eval loader -> FullSortEvaluator
         self._warned = set()
