@@ -55,10 +55,11 @@ class CoBraR(GeneralRecommender):
     * ``inter_matrix_type: '01'`` (default): binary :math:`R`, as in the paper.
       ``'rating'``: :math:`R` holds the ``RATING_FIELD`` values (as RecBole's DMF does); the target
       stays the 0/1 label. The rating column must be loaded (``load_col``).
-    * ``last_activation: True`` (default): ReLU after the branch's last layer too, as in the
-      paper's reference implementation: embeddings are non-negative, so :math:`\cos \ge 0` and
-      the clamp at :math:`\mu` only acts on (near-)orthogonal pairs. ``False``: linear output layer,
-      cosines in [-1, 1]; negative cosines are clamped to :math:`\mu` and then give no gradient.
+    * ``last_activation: False`` (default, the paper's text): a linear output layer, cosines in
+      [-1, 1]; negative cosines are clamped to :math:`\mu` and then give no gradient. ``True``: ReLU
+      after the branch's last layer too, as in the paper's reference implementation: embeddings are
+      non-negative, so :math:`\cos \ge 0` and the clamp at :math:`\mu` only acts on
+      (near-)orthogonal pairs.
     * ``min_score``: :math:`\mu` (paper: 1e-4). Inside the loss only, scores are also capped at
       ``1 - min_score`` so that :math:`\ln(1 - \hat y)` stays finite; ``predict`` and
       ``full_sort_predict`` return :math:`\max(\cos, \mu)` exactly.
