@@ -15,7 +15,6 @@ Both produce the same matrix (checked). Prints seconds for each and the ratio.
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from recbole.data import data_preparation
 
 import recbole_mm
 from recbole_mm.data.features import FeatureStore
+from recbole_mm.record import describe_device
 
 
 def write_dataset(root, name, items, dim, users, inters, seed):
@@ -98,7 +98,7 @@ def main():
     assert bool(mask[1:].all())
 
     print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
-    print(f"device: cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores); seed {args.seed}")
+    print(f"device: {describe_device('cpu')}; seed {args.seed}")
     print(f"data: {args.items} items x {args.dim} float32, {args.inters} interactions")
     float_seq_seconds = recbole_seconds - build_seconds  # what the float_seq column adds
     print(f"RecBole, dataset with emb:float_seq in .item:  {recbole_seconds:8.2f} s")

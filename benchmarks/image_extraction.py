@@ -11,8 +11,6 @@ files); encoder: EfficientNet-Lite0 with its offline ImageNet weights.
 """
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +21,7 @@ import torch
 from PIL import Image
 
 from recbole_mm.dataset_tools.encoders.image import DEFAULT_IMAGE_ENCODER, ImageEncoder
+from recbole_mm.record import describe_device
 
 
 def write_pictures(folder, count):
@@ -66,11 +65,9 @@ def main():
         end_to_end_seconds = time.perf_counter() - start
     assert np.isfinite(features).all()
 
-    device = encoder.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()}, {os.cpu_count()} cores"
     print(f"command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}")
-    print(f"device: {device} ({name}); encoder {args.encoder}; batch {args.batch_size}; "
-          f"workers {encoder.num_workers}; precision {'fp16' if device.type == 'cuda' else 'fp32'}")
+    print(f"device: {describe_device(encoder.device)}; encoder {args.encoder}; batch {args.batch_size}; "
+          f"workers {encoder.num_workers}; precision {'fp16' if encoder.device.type == 'cuda' else 'fp32'}")
     print(f"images: {args.images} JPEGs from skimage.data")
     print(f"network only:  {args.images / network_seconds:9.1f} images/s")
     print(f"end to end:    {args.images / end_to_end_seconds:9.1f} images/s")

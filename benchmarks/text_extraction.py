@@ -14,7 +14,6 @@ Default texts: the ~1 KB movie descriptions of ml-1m (``llm_response_item.json``
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from recbole_mm.dataset_tools.encoders.text import DEFAULT_TEXT_ENCODER, TextEncoder
+from recbole_mm.record import describe_device
 
 SHARED = Path(os.environ.get("RECBOLE_MM_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
@@ -64,11 +64,9 @@ def main():
 
     cosine = (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
     assert cosine.min() > 0.999, f"vectors differ (min cosine {cosine.min():.4f})"
-    device = encoder.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()}, {os.cpu_count()} cores"
     print(f"command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}")
-    print(f"device: {device} ({name}); encoder {args.encoder}; batch {args.batch_size}; "
-          f"workers {encoder.num_workers}; precision {'fp16' if device.type == 'cuda' else 'fp32'}")
+    print(f"device: {describe_device(encoder.device)}; encoder {args.encoder}; batch {args.batch_size}; "
+          f"workers {encoder.num_workers}; precision {'fp16' if encoder.device.type == 'cuda' else 'fp32'}")
     print(f"texts: {len(texts)} ml-1m descriptions, mean {np.mean([len(t) for t in texts]):.0f} characters")
     print(f"naive loop:   {len(texts) / naive_seconds:9.1f} texts/s")
     print(f"TextEncoder:  {len(texts) / ours_seconds:9.1f} texts/s")

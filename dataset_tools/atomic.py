@@ -25,12 +25,13 @@ it is written under a temporary name in its own folder, then renamed over the ta
 
 import csv
 import math
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from recbole_mm.files import replace_atomically
 
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 _FORBIDDEN = re.compile(r'[\t\n\r"]')
@@ -39,22 +40,6 @@ _WHITESPACE = re.compile(r"\s+")
 
 class AtomicFileError(ValueError):
     """Data that cannot be written as (or read from) a RecBole atomic file."""
-
-
-def write_file_atomically(path, write):
-    """Create or replace ``path`` all at once: ``write(handle)`` fills a temporary file (UTF-8 text,
-    in the same folder), which is renamed over ``path`` only when ``write`` returns.
-    """
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            write(handle)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
 
 
 def _is_missing(value):
@@ -218,7 +203,7 @@ def write_atomic(path, frame, types, key=None):
         for cells in zip(*columns):
             handle.write("\t".join(cells) + "\n")
 
-    return write_file_atomically(path, write)
+    return replace_atomically(path, write)
 
 
 def read_atomic(path):
@@ -268,7 +253,7 @@ def write_text_table(path, frame):
     text = frame.astype(object).where(frame.notna(), "").astype(str)
     for column in text.columns:
         text[column] = text[column].str.replace(_WHITESPACE, " ", regex=True).str.strip()
-    return write_file_atomically(
+    return replace_atomically(
         path, lambda handle: text.to_csv(handle, sep="\t", index=False, lineterminator="\n")
     )
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from recbole_mm.data.features import FeatureError, FeatureStore
 from recbole_mm.dataset_tools.atomic import read_atomic, read_text_table
+from recbole_mm.files import replace_atomically
 
 MODALITIES = ("text", "image", "audio", "video")
 MEDIA_MODALITIES = MODALITIES[1:]
@@ -118,10 +119,7 @@ def encode_resumably(encoder, tokens, inputs, work_dir, shard_size):
             parts.append(np.load(shard))
             continue
         vectors = encoder.encode(inputs[start:start + shard_size])
-        temporary = work_dir / f".{shard.name}.tmp"
-        with open(temporary, "wb") as f:
-            np.save(f, vectors)
-        temporary.replace(shard)
+        replace_atomically(shard, lambda f: np.save(f, vectors), binary=True)
         parts.append(vectors)
         logger.info("encoded %d / %d items", min(start + shard_size, len(inputs)), len(inputs))
     return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)

@@ -130,15 +130,10 @@ class Config(RecBoleConfig):
         """Merge one YAML layer into the internal config if the file exists; returns its dict."""
         if path is None or not os.path.isfile(str(path)):
             return {}
-        with open(str(path), "r", encoding="utf-8") as f:
-            try:
-                loaded = yaml.load(f.read(), Loader=self.yaml_loader) or {}
-            except yaml.YAMLError as error:
-                raise ConfigError(f"cannot read config layer {path}: {error}") from error
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config layer {path} must be a mapping of key: value")
-        self.internal_config_dict.update(loaded)
-        return loaded
+        try:
+            return self._update_internal_config_dict(str(path)) or {}
+        except (yaml.YAMLError, ValueError, TypeError) as error:
+            raise ConfigError(f"cannot read config layer {path}: {error}") from error
 
     def __setstate__(self, state):
         super().__setstate__(state)

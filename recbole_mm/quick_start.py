@@ -128,9 +128,8 @@ def load_checkpoint(model_file, map_location=None):
         tuple: (Config, checkpoint dict).
     """
     registry.load()
-    known = list(registry.recbole_models().values())
-    known += [entry.obj for entry in registry.entries("model").values()]
-    checkpoint = safe_checkpoint.load(model_file, map_location=map_location, known_classes=known)
+    plugins = [entry.obj for entry in registry.entries("model").values()]  # RecBole's are known anyway
+    checkpoint = safe_checkpoint.load(model_file, map_location=map_location, known_classes=plugins)
     return Config.from_checkpoint(checkpoint["config"]), checkpoint
 
 

@@ -15,6 +15,8 @@ from importlib import metadata
 
 import torch
 
+from recbole_mm.files import replace_atomically
+
 RECORD_VERSION = 1
 _PACKAGES = ("recbole_mm", "recbole", "torch", "numpy", "scipy", "pandas", "torch_geometric")
 
@@ -51,15 +53,6 @@ def to_jsonable(value):
     if hasattr(value, "item"):  # numpy / torch scalars
         return value.item()
     return str(value)
-
-
-def write_json(path, payload):
-    """Write ``payload`` to ``path`` as JSON atomically (temporary name, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 class RunRecord:
@@ -104,7 +97,7 @@ class RunRecord:
             "versions": versions(),
             "config": to_jsonable(self.config.final_config_dict),
         }
-        write_json(path, payload)
+        replace_atomically(path, lambda f: f.write(json.dumps(payload, indent=2) + "\n"))
         return path
 
 

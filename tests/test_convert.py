@@ -26,11 +26,11 @@ from recbole_mm.dataset_tools.atomic import (
     read_atomic,
     read_text_table,
     write_atomic,
-    write_file_atomically,
     write_text_table,
 )
 from recbole_mm.dataset_tools.convert import ConversionError, convert
 from recbole_mm.dataset_tools.convert.common import implicit, kcore, split_by_user
+from recbole_mm.files import replace_atomically
 
 PARTS = ("train", "valid", "test")
 GENRES_100K = [
@@ -145,7 +145,7 @@ def test_interrupted_write_keeps_the_old_file_and_no_temporary(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        write_file_atomically(path, fails_halfway)
+        replace_atomically(path, fails_halfway)
     assert path.read_text() == "old\n"
     assert list(tmp_path.iterdir()) == [path]
 

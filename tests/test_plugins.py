@@ -118,7 +118,7 @@ def test_unknown_model_lists_every_model(installed_example, workdir):
 def test_plugin_path_model_trains_with_its_yaml_layered(tmp_path, fast_config):
     folder = write_plugin(
         tmp_path / "plugins", "LayeredMF",
-        yaml="embedding_size: 8\nlearning_rate: 0.005\ntrain_batch_size: 256\n",
+        yaml="embedding_size: 8\nlearning_rate: 0.005\ntrain_batch_size: 256\nvalid_metric: Recall@10\n",
     )
     config = Config(
         "LayeredMF", "ml-small",
@@ -128,7 +128,8 @@ def test_plugin_path_model_trains_with_its_yaml_layered(tmp_path, fast_config):
     assert config["embedding_size"] == 8  # plugin YAML over RecBole's defaults
     assert config["train_batch_size"] == 128  # config_dict over plugin YAML
     assert config["learning_rate"] == 0.002  # command line over everything
-    assert config["valid_metric"] == "NDCG@10"  # recbole_mm's properties/overall.yaml over RecBole's
+    assert config["valid_metric"] == "Recall@10"  # plugin YAML over recbole_mm's overall.yaml
+    assert config["eval_batch_size"] == 409600  # recbole_mm's overall.yaml over RecBole's 4096
 
     result = run("LayeredMF", "ml-small", config_dict=dict(fast_config, plugin_path=str(folder)))
     assert result["test_result"]["ndcg@10"] >= 0
@@ -136,11 +137,24 @@ def test_plugin_path_model_trains_with_its_yaml_layered(tmp_path, fast_config):
     assert type(model).__name__ == "LayeredMF" and loaded_config["embedding_size"] == 8
 
 
-def test_recbole_model_yaml_wins_over_our_overall(fast_config):
-    # RecBole's MultiVAE.yaml sets its own training defaults; ours must not override them
+def test_model_yaml_wins_over_our_overall_and_dataset_yaml_over_both(tmp_path, fast_config, monkeypatch):
+    import recbole_mm.config as config_module
+
+    # an overall.yaml of ours that sets a key RecBole's MultiVAE.yaml also sets
+    ours = tmp_path / "properties"
+    (ours / "model").mkdir(parents=True)
+    (ours / "dataset").mkdir()
+    (ours / "overall.yaml").write_text("mlp_hidden_size: [7]\neval_batch_size: 1234\n")
+    (ours / "dataset" / "ml-small.yaml").write_text("eval_batch_size: 4321\n")
+    monkeypatch.setattr(config_module, "properties_dir", lambda: ours)
     config = Config("MultiVAE", "ml-small", config_dict=fast_config)
-    assert config["mlp_hidden_size"] == [600]
-    assert config["eval_batch_size"] == 409600  # ours, not RecBole's 4096
+    assert config["mlp_hidden_size"] == [600]  # RecBole's model YAML over our overall.yaml
+    assert config["eval_batch_size"] == 4321  # our dataset YAML over our overall.yaml
+
+
+def test_bundled_dataset_yaml_wins_over_the_model_yaml():
+    config = Config("LFMMLGCN", "ml-100k", config_dict={"state": "WARNING", "use_gpu": False})
+    assert config["modalities"] == ["text"]  # properties/dataset/ml-100k.yaml over LFMMLGCN.yaml's ~
 
 
 def test_plugin_path_from_environment(tmp_path, monkeypatch):

@@ -48,8 +48,8 @@ import pandas as pd
 import yaml
 
 from recbole_mm.data.features import FeatureError, FeatureStore
-from recbole_mm.dataset_tools.atomic import AtomicFileError, write_atomic, write_file_atomically
-from recbole_mm.dataset_tools.atomic import write_text_table
+from recbole_mm.dataset_tools.atomic import AtomicFileError, write_atomic, write_text_table
+from recbole_mm.files import replace_atomically
 
 PARTS = ("train", "valid", "test")
 
@@ -545,7 +545,7 @@ def _write_files(folder, name, parts, inter_types, item, user, text, source, con
             except FeatureError as error:
                 raise ConversionError(f"{info['path']}: {error}") from error
             files[f"features/{modality}.npy"] = len(matrix)
-    write_file_atomically(folder / f"{name}.yaml", lambda handle: handle.write(config))
+    replace_atomically(folder / f"{name}.yaml", lambda handle: handle.write(config))
     return files
 
 

@@ -17,11 +17,12 @@ RecBole's own route (a ``float_seq`` field of the ``.item`` file) is read by :fu
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from recbole_mm.files import replace_atomically
 
 MANIFEST = "manifest.json"
 FILL_POLICIES = ("zeros", "mean")
@@ -30,18 +31,6 @@ logger = logging.getLogger(__name__)
 
 class FeatureError(ValueError):
     """A feature file that is missing, malformed or inconsistent (the message names the file)."""
-
-
-def _replace_atomically(path, write):
-    """``write(temporary_path)`` then rename over ``path``; no partial file survives a failure."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 class FeatureStore:
@@ -119,16 +108,12 @@ class FeatureStore:
             seen[token] = row
         self.root.mkdir(parents=True, exist_ok=True)
         matrix_path, tokens_path = self.files(name)
-        # np.save appends ".npy" to names without it: write through an open file instead
-        _replace_atomically(matrix_path, lambda tmp: _save_npy(tmp, matrix))
-        _replace_atomically(
-            tokens_path, lambda tmp: tmp.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-        )
+        replace_atomically(matrix_path, lambda f: np.save(f, matrix), binary=True)
+        replace_atomically(tokens_path, lambda f: f.write("\n".join(tokens) + "\n"))
         manifest = self.manifest()
         manifest[name] = dict(info, rows=int(matrix.shape[0]), dim=int(matrix.shape[1]))
-        _replace_atomically(
-            self.root / MANIFEST,
-            lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n"),
+        replace_atomically(
+            self.root / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         )
         return matrix_path
 
@@ -172,11 +157,6 @@ class FeatureStore:
         """
         tokens, matrix = self.read(name)
         return align_rows(tokens, matrix, token2id, n_items, fill, source=str(self.files(name)[0]))
-
-
-def _save_npy(path, matrix):
-    with open(path, "wb") as f:
-        np.save(f, matrix)
 
 
 def _check_fill(fill):
