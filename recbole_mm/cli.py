@@ -90,10 +90,8 @@ def _run(args, extra):
 
 def _models(args, extra):
     registry.load(args.plugin_path)
-    plugins = registry.entries("model")
     for name in registry.model_names():
-        source = plugins[name].source if name in plugins else "RecBole"
-        print(f"{name:24s} {source}")
+        print(f"{name:24s} {registry.model_source(name)}")
 
 
 def _demo(args, extra):

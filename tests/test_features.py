@@ -109,6 +109,30 @@ def test_multimodal_base_class_gets_aligned_features(small_data, fast_config):
         _FeatureProbe(missing, train)
 
 
+def test_recbole_float_seq_field_route(tmp_path, workdir):
+    """``modalities: [field:emb]`` reads a float_seq column of the .item file; empty = missing."""
+    folder = tmp_path / "fs"
+    folder.mkdir()
+    pairs = [(u, i) for u in range(1, 9) for i in range(1, 6) if (u + i) % 3]  # nobody has every item
+    inter = ["user_id:token\titem_id:token"] + [f"{u}\t{i}" for u, i in pairs]
+    (folder / "fs.inter").write_text("\n".join(inter) + "\n")
+    vectors = {"1": [0.5, 1.0], "2": [2.0, -1.0], "3": [0.0, 3.0]}
+    rows = [f"{i}\t{' '.join(map(str, v))}" for i, v in vectors.items()] + ["4\t"]
+    (folder / "fs.item").write_text("item_id:token\temb:float_seq\n" + "\n".join(rows) + "\n")
+    config = Config(_FeatureProbe, "fs", config_dict={
+        "data_path": str(tmp_path), "modalities": ["field:emb"], "normalize_all": False,
+        "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id", "emb"]},
+        "state": "WARNING", "use_gpu": False})
+    train = data_preparation(config, create_dataset(config))[0]._dataset
+    model = _FeatureProbe(config, train)
+    features, mask = model.item_features["field:emb"], model.item_feature_masks["field:emb"]
+    for token, vector in vectors.items():
+        internal = train.token2id(train.iid_field, token)
+        assert mask[internal] and torch.allclose(features[internal], torch.tensor(vector))
+    assert not mask[train.token2id(train.iid_field, "4")]  # an empty cell is a missing feature
+    assert not mask[0]
+
+
 # ---------------------------------------------------------------- lastfm-2k: real features
 @pytest.fixture(scope="module")
 def lastfm_items(tmp_path_factory):
