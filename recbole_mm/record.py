@@ -97,6 +97,8 @@ class RunRecord:
             "versions": versions(),
             "config": to_jsonable(self.config.final_config_dict),
         }
+        if "per_user" in result:
+            payload["per_user"] = result["per_user"]
         replace_atomically(path, lambda f: f.write(json.dumps(payload, indent=2) + "\n"))
         return path
 

@@ -34,6 +34,8 @@ ALL_METRICS = [
     "GiniIndex",
     "ShannonEntropy",
     "TailPercentage",
+    "ARP",  # recbole_mm's metric plugins
+    "LongTailShare",
 ]
 
 

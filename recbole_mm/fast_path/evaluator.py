@@ -29,10 +29,14 @@ import torch
 from recbole.utils import set_color
 from tqdm import tqdm
 
+from recbole_mm.plugins.metrics import long_tail_mask, popularity
+
 TOPK_METRICS = ("hit", "mrr", "map", "recall", "ndcg", "precision")
 ITEM_METRICS = (
     "itemcoverage",
     "averagepopularity",
+    "arp",
+    "longtailshare",
     "giniindex",
     "shannonentropy",
     "tailpercentage",
@@ -61,25 +65,28 @@ class FullSortEvaluator:
         eval_data (FullSortEvalDataLoader): its users (``uid_list``, ``user_df``), positives
             (``uid2positive_item``) and masked history (``uid2history_item``).
         device (torch.device): where scores, masks and top-k lists live.
+        metrics (list of str or None): the metrics to compute; default: config ``metrics``.
 
     The layout is built once here (one Python pass over the users); :meth:`evaluate` can then be
     called every epoch.
     """
 
-    def __init__(self, config, eval_data, device):
-        unsupported = unsupported_metrics(config["metrics"])
+    def __init__(self, config, eval_data, device, metrics=None):
+        metrics = config["metrics"] if metrics is None else metrics
+        unsupported = unsupported_metrics(metrics)
         if unsupported:
             raise ValueError(
                 f"FullSortEvaluator cannot compute {unsupported}; it computes "
                 f"{list(SUPPORTED_METRICS)} (use RecBole's Trainer.evaluate for the others)"
             )
         self.device = torch.device(device)
-        self.metrics = [m.lower() for m in config["metrics"]]
+        self.metrics = [m.lower() for m in metrics]
         topk = config["topk"]
         self.topk = [topk] if isinstance(topk, int) else list(topk)
         self.max_k = max(self.topk)
         self.decimal_place = config["metric_decimal_place"]
         self.tail_ratio = config["tail_ratio"]
+        self.head_share = config["popularity_head_share"]
         self.n_items = eval_data._dataset.item_num
         self.users_per_batch = max(config["eval_batch_size"] // self.n_items, 1)
 
@@ -123,6 +130,22 @@ class FullSortEvaluator:
         return scores
 
     @torch.no_grad()
+    def _rank(self, score_fn, show_progress, keep_items):
+        """Top-k of every user: (hits float64 ``[U, max_k]``, top item ids ``[U, max_k]`` or None)."""
+        hits, top_items = [], []
+        batches = self.batches()
+        if show_progress:
+            batches = tqdm(batches, ncols=100, desc=set_color("Evaluate   ", "pink"))
+        for start, end in batches:
+            scores = score_fn(self.user_df[start:end]).view(end - start, self.n_items)
+            scores = self.mask(scores, start, end)
+            top = torch.topk(scores, self.max_k, dim=-1).indices
+            rows = torch.arange(start, end, device=self.device).unsqueeze(1)
+            hits.append(self._is_positive(rows, top))
+            if keep_items:
+                top_items.append(top)
+        return self._float64(torch.cat(hits)), torch.cat(top_items) if keep_items else None
+
     def evaluate(self, score_fn, show_progress=False, collected=None):
         """Score every user, rank all items, and compute the metrics.
 
@@ -138,30 +161,44 @@ class FullSortEvaluator:
             OrderedDict: ``{"recall@10": value, ...}`` in the order of config ``metrics`` and
             ``topk``, as RecBole's ``Trainer.evaluate`` returns it.
         """
-        keep_items = any(m in ITEM_METRICS for m in self.metrics)
-        hits, top_items = [], []
-        batches = self.batches()
-        if show_progress:
-            batches = tqdm(batches, ncols=100, desc=set_color("Evaluate   ", "pink"))
-        for start, end in batches:
-            scores = score_fn(self.user_df[start:end]).view(end - start, self.n_items)
-            scores = self.mask(scores, start, end)
-            top = torch.topk(scores, self.max_k, dim=-1).indices
-            rows = torch.arange(start, end, device=self.device).unsqueeze(1)
-            hits.append(self._is_positive(rows, top))
-            if keep_items:
-                top_items.append(top)
-        hits = torch.cat(hits)
-        top_items = torch.cat(top_items) if keep_items else None
-
-        hits, positive_len = self._float64(hits), self._float64(self.positive_len)
         result = OrderedDict()
+        for metric, values in self._values(score_fn, show_progress, collected).items():
+            if isinstance(values, torch.Tensor):
+                result.update(self._per_k(metric, values))
+            else:
+                result.update(values)
+        return result
+
+    def per_user(self, score_fn, collected=None):
+        """Each user's value of every per-user metric (the top-k metrics and AveragePopularity).
+
+        Args:
+            score_fn, collected: as for :meth:`evaluate`.
+
+        Returns:
+            dict: ``{"ndcg@10": float64 array [U], ...}``, users in the order of the loader's
+            ``uid_list``; their mean is the value :meth:`evaluate` reports (before rounding).
+        """
+        values = {}
+        for metric, per_user in self._values(score_fn, False, collected).items():
+            if isinstance(per_user, torch.Tensor):
+                array = per_user.cpu().numpy()
+                values.update({f"{metric}@{k}": array[:, k - 1] for k in self.topk})
+        return values
+
+    def _values(self, score_fn, show_progress, collected):
+        """{metric: per-user values ``[U, max_k]`` (tensor) or {metric@k: value} for the
+        metrics that are not means over users}."""
+        keep_items = any(m in ITEM_METRICS for m in self.metrics)
+        hits, top_items = self._rank(score_fn, show_progress, keep_items)
+        positive_len = self._float64(self.positive_len)
+        values = OrderedDict()
         for metric in self.metrics:
             if metric in TOPK_METRICS:
-                result.update(self._per_k(metric, _topk_metric(metric, hits, positive_len)))
+                values[metric] = _topk_metric(metric, hits, positive_len)
             else:
-                result.update(self._item_metric(metric, top_items, collected))
-        return result
+                values[metric] = self._item_metric(metric, top_items, collected)
+        return values
 
     def _float64(self, tensor):
         # float64 as RecBole's numpy code; MPS has no float64, so the (small) matrices go to the CPU
@@ -180,7 +217,8 @@ class FullSortEvaluator:
         return {f"{metric}@{k}": round(means[k - 1], self.decimal_place) for k in self.topk}
 
     def _item_metric(self, metric, top_items, collected):
-        """One of :data:`ITEM_METRICS` from the top-k item ids ``[U, max_k]``."""
+        """One of :data:`ITEM_METRICS` from the top-k item ids ``[U, max_k]``: per-user values
+        ``[U, max_k]`` (AveragePopularity, TailPercentage) or ``{metric@k: value}`` (the others)."""
         if collected is None:
             raise ValueError(
                 f"metric {metric} needs the training data's item counts: pass "
@@ -195,17 +233,16 @@ class FullSortEvaluator:
                 )
                 for k in self.topk
             }
-        count_items = collected.get("data.count_items")
-        ids = np.fromiter(count_items.keys(), dtype=np.int64, count=len(count_items))
-        counts = np.fromiter(count_items.values(), dtype=np.int64, count=len(count_items))
-        if metric == "averagepopularity":
-            per_item = np.zeros(self.n_items, dtype=np.int64)
-            per_item[ids] = counts
+        counts = popularity(collected.get("data.count_items"), self.n_items)
+        if metric in ("averagepopularity", "arp"):
+            per_item = counts
+        elif metric == "longtailshare":
+            per_item = long_tail_mask(counts, self.head_share).astype(np.int64)
         else:
-            per_item = _tail_items(ids, counts, self.tail_ratio, self.n_items)
+            per_item = _tail_items(counts, self.tail_ratio)
         values = self._float64(torch.from_numpy(per_item).to(self.device)[top_items])
         ranks = torch.arange(1, self.max_k + 1, device=values.device, dtype=torch.float64)
-        return self._per_k(metric, values.cumsum(dim=1) / ranks)  # integer sums: exact in any order
+        return values.cumsum(dim=1) / ranks  # integer sums: exact in any order
 
 
 def _cumsum_in_order(values):
@@ -283,18 +320,21 @@ def _distribution_metric(metric, top_items, num_items, decimal_place):
     return round(result / len(counts), decimal_place)
 
 
-def _tail_items(ids, counts, tail_ratio, n_items):
+def _tail_items(counts, tail_ratio):
     """int64 ``[n_items]``: 1 for RecBole's long-tail items (TailPercentage), else 0.
 
-    ``tail_ratio`` > 1 is a count threshold; in (0, 1] the share of training items with the fewest
-    interactions (ties broken by item id); unset or <= 0 means 0.1, as in RecBole.
+    ``counts``: training interactions per item id ``[n_items]``; RecBole considers the items with at
+    least one. ``tail_ratio`` > 1 is a count threshold; in (0, 1] the share of those items with the
+    fewest interactions (ties broken by item id); unset or <= 0 means 0.1, as in RecBole.
     """
+    ids = np.flatnonzero(counts)
+    seen = counts[ids]
     tail = tail_ratio if tail_ratio is not None and tail_ratio > 0 else 0.1
     if tail > 1:
-        chosen = ids[counts <= tail]
+        chosen = ids[seen <= tail]
     else:
-        order = np.lexsort((ids, counts))
+        order = np.lexsort((ids, seen))
         chosen = ids[order[: max(int(len(ids) * tail), 1)]]
-    is_tail = np.zeros(n_items, dtype=np.int64)
+    is_tail = np.zeros(len(counts), dtype=np.int64)
     is_tail[chosen] = 1
     return is_tail
