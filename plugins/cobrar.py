@@ -18,6 +18,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
 INTER_MATRIX_TYPES = ("01", "rating")
+SCORES = ("cosine", "dot")
 
 
 class CoBraR(GeneralRecommender):
@@ -60,9 +61,12 @@ class CoBraR(GeneralRecommender):
       after the branch's last layer too, as in the paper's reference implementation: embeddings are
       non-negative, so :math:`\cos \ge 0` and the clamp at :math:`\mu` only acts on
       (near-)orthogonal pairs.
+    * ``score: cosine`` (default, the paper): :math:`\hat y = \max(\cos(e_u, e_t), \mu)`.
+      ``dot``: :math:`\hat y = \max(\sigma(e_u^\top e_t), \mu)`, the logistic of the dot product
+      (un-normalised embeddings; the same BCE loss, as DMF/NCF score).
     * ``min_score``: :math:`\mu` (paper: 1e-4). Inside the loss only, scores are also capped at
       ``1 - min_score`` so that :math:`\ln(1 - \hat y)` stays finite; ``predict`` and
-      ``full_sort_predict`` return :math:`\max(\cos, \mu)` exactly.
+      ``full_sort_predict`` return :math:`\hat y` exactly.
 
     Inputs are never materialised as dense ``n_users x n_items`` matrices: :math:`R` and
     :math:`R^\top` are kept in CSR form (non-persistent buffers, so they follow ``.to(device)`` and
@@ -88,6 +92,9 @@ class CoBraR(GeneralRecommender):
         self.dropout_prob = config["dropout_prob"]
         self.last_activation = bool(config["last_activation"])
         self.min_score = float(config["min_score"])
+        self.score = str(config["score"])
+        if self.score not in SCORES:
+            raise ValueError(f"CoBraR: score must be one of {SCORES}, got '{self.score}'")
         if self.inter_matrix_type not in INTER_MATRIX_TYPES:
             raise ValueError(
                 f"CoBraR: inter_matrix_type must be one of {INTER_MATRIX_TYPES}, "
@@ -233,13 +240,21 @@ class CoBraR(GeneralRecommender):
         """
         return self.branch(self._project("item", item))
 
-    @staticmethod
-    def _normalize(embedding):
-        """Rows scaled to unit L2 norm (all-zero rows stay zero); same shape."""
+    def _normalize(self, embedding):
+        """With ``score: cosine``, rows scaled to unit L2 norm (all-zero rows stay zero); with
+        ``dot``, unchanged. Same shape."""
+        if self.score == "dot":
+            return embedding
         return F.normalize(embedding, p=2, dim=-1, eps=1e-12)
 
+    def _score(self, similarity):
+        """:math:`\hat y` from cosines (``score: cosine``) or dot products (``dot``)."""
+        if self.score == "dot":
+            similarity = torch.sigmoid(similarity)
+        return similarity.clamp(min=self.min_score)
+
     def forward(self, user, item):
-        r"""Scores :math:`\max(\cos(e_u, e_t), \mu)` of aligned pairs.
+        r"""Scores :math:`\hat y_{ut}` of aligned pairs (see ``score``).
 
         Args:
             user (torch.LongTensor): shape ``[B]``.
@@ -250,8 +265,7 @@ class CoBraR(GeneralRecommender):
         """
         user_e = self._normalize(self.encode_users(user))
         item_e = self._normalize(self.encode_items(item))
-        cosine = (user_e * item_e).sum(dim=-1)
-        return cosine.clamp(min=self.min_score)
+        return self._score((user_e * item_e).sum(dim=-1))
 
     # ------------------------------------------------------------------ RecBole API
     def train(self, mode=True):
@@ -286,7 +300,8 @@ class CoBraR(GeneralRecommender):
         return self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])
 
     def _all_item_embeddings(self):
-        """Unit-norm embeddings of all items, ``[n_items, embedding_size]``; cached in eval mode."""
+        """Embeddings of all items (unit-norm for cosine scores), ``[n_items, embedding_size]``;
+        cached in eval mode."""
         if self._item_cache is not None:
             return self._item_cache
         indptr = self.item_indptr
@@ -312,5 +327,4 @@ class CoBraR(GeneralRecommender):
             torch.FloatTensor: shape ``[B * n_items]`` (user-major), values in ``[min_score, 1]``.
         """
         user_e = self._normalize(self.encode_users(interaction[self.USER_ID]))
-        scores = user_e @ self._all_item_embeddings().t()
-        return scores.clamp(min=self.min_score).view(-1)
+        return self._score(user_e @ self._all_item_embeddings().t()).view(-1)

@@ -215,6 +215,23 @@ def test_predict_and_loss_match_hand_computation(tiny_config, last_activation):
     assert model.calculate_loss(loss_batch).item() == pytest.approx(hand_loss, rel=1e-5)
 
 
+def test_dot_score_is_the_logistic_of_the_dot_product(tiny_config):
+    _, data, model = _model("CoBraR", "tiny", dict(tiny_config, score="dot"))
+    uid, iid = _set_tiny_weights(model, data)
+    model.eval()
+    users = torch.tensor([uid["a"], uid["b"]])
+    batch = Interaction({"user_id": users, "item_id": torch.tensor([iid["x"], iid["x"]])})
+    with torch.no_grad():
+        got = model.predict(batch)
+        full = model.full_sort_predict(Interaction({"user_id": users})).view(2, -1)
+    # by hand: a -> (0, 1.5), b -> (-1, 1), x -> (1.5, 0.75): dots 1.125 and -0.75, not normalised
+    sigmoid = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    assert got.tolist() == pytest.approx([sigmoid(1.125), sigmoid(-0.75)], abs=1e-6)
+    torch.testing.assert_close(full[:, iid["x"]], got)
+    with pytest.raises(ValueError, match="score must be one of"):
+        _model("CoBraR", "tiny", dict(tiny_config, score="euclid"))
+
+
 def test_inputs_are_binary_or_ratings(tiny_config):
     for matrix_type, value_of in (("01", lambda r: 1.0), ("rating", lambda r: r)):
         _, data, model = _model("CoBraR", "tiny", dict(tiny_config, inter_matrix_type=matrix_type))
