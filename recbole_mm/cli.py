@@ -3,12 +3,13 @@
 ``run_recbole`` takes RecBole's arguments: ``--model``, ``--dataset``, ``--config_files`` (several
 files separated by spaces), ``--plugin_path`` and any ``--key=value`` config override.
 ``recbole-mm`` groups the toolkit's commands as subcommands (``run``, ``models``, ``demo``,
-``convert``, ``extract``).
+``convert``, ``extract``, ``compare``, ``params``).
 """
 
 import argparse
 import sys
 
+from recbole_mm.compare import TESTS, CompareError
 from recbole_mm.config import ConfigError
 from recbole_mm.data.features import FeatureError
 from recbole_mm.dataset_tools.convert import ConversionError, add_convert_parser
@@ -19,16 +20,17 @@ from recbole_mm.registry import PluginError, UnknownModelError, registry
 DEMO_MODELS = ("BPR", "LightGCN", "LFMMLGCN")
 
 
-def _add_run_arguments(parser):
+def _add_run_arguments(parser, training=True):
     parser.add_argument("--model", "-m", help="model name (RecBole's or a plugin's)")
     parser.add_argument("--dataset", "-d", help="dataset name; ml-100k ships with RecBole")
     parser.add_argument(
         "--config_files", help="YAML config files, separated by spaces (later ones win)"
     )
     parser.add_argument("--plugin_path", help="extra plugin folder(s), separated by ':'")
-    parser.add_argument(
-        "--no_save", action="store_true", help="keep no checkpoint (test uses the last epoch)"
-    )
+    if training:
+        parser.add_argument(
+            "--no_save", action="store_true", help="keep no checkpoint (test uses the last epoch)"
+        )
 
 
 def _cmd_args(args, extra):
@@ -117,6 +119,49 @@ def _demo(args, extra):
     return rows
 
 
+def _compare(args, extra):
+    from recbole_mm.compare import compare_files
+
+    table = compare_files(
+        args.records,
+        args.output,
+        stem=args.stem,
+        test=args.test,
+        alpha=args.alpha,
+        reference=args.reference,
+        labels=args.labels.split(",") if args.labels else None,
+        metrics=args.metrics.split(",") if args.metrics else None,
+        boxplot_metric=args.boxplot,
+    )
+    print(table.markdown)
+    print(f"written: {args.output}/{args.stem}.md, .csv")
+    return table
+
+
+def _params(args, extra):
+    from recbole.data import data_preparation
+
+    from recbole_mm.config import Config
+    from recbole_mm.params import dmf_like, parameter_report
+    from recbole_mm.quick_start import create_dataset
+
+    config_files = args.config_files.split() if args.config_files else None
+    cmd_args = _cmd_args(args, extra)
+    config = Config(args.model, args.dataset, config_files, cmd_args=cmd_args)
+    dataset = data_preparation(config, create_dataset(config))[0]._dataset  # the training split
+    reports = {args.model: parameter_report(config.model_class(config, dataset))}
+    for other in args.vs.split(",") if args.vs else []:
+        same_architecture = dmf_like(config) if (args.model, other) == ("CoBraR", "DMF") else None
+        other_config = Config(other, args.dataset, config_files, same_architecture, cmd_args=cmd_args)
+        reports[other] = parameter_report(other_config.model_class(other_config, dataset))
+    parts = list(dict.fromkeys(part for report in reports.values() for part in report))
+    parts.append(parts.pop(parts.index("total")))
+    rows = {part: {name: report.get(part) for name, report in reports.items()} for part in parts}
+    print(f"trainable parameters on {args.dataset}")
+    print(format_table(rows, list(reports), "part"))
+    return reports
+
+
 def _parser(prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +180,31 @@ def _parser(prog):
     demo_parser.set_defaults(handler=_demo)
     add_convert_parser(sub)
     add_extract_parser(sub)
+
+    compare_parser = sub.add_parser(
+        "compare", help="one table of several runs' test metrics, with paired significance tests"
+    )
+    compare_parser.add_argument("records", nargs="+", help="run records (.json beside checkpoints)")
+    compare_parser.add_argument("--labels", help="one label per record, comma-separated")
+    compare_parser.add_argument("--metrics", help="columns, comma-separated (default: all)")
+    compare_parser.add_argument("--test", choices=TESTS, default="ttest")
+    compare_parser.add_argument("--alpha", type=float, default=0.05)
+    compare_parser.add_argument(
+        "--reference", help="label of the run others are tested against (default: the best)"
+    )
+    compare_parser.add_argument("--output", default=".", help="folder of <stem>.md and .csv")
+    compare_parser.add_argument("--stem", default="comparison")
+    compare_parser.add_argument("--boxplot", help="also plot the per-user values of this metric")
+    compare_parser.set_defaults(handler=_compare)
+
+    params_parser = sub.add_parser(
+        "params", help="trainable parameters of a model by part (CoBraR --vs DMF: same sizes)"
+    )
+    _add_run_arguments(params_parser, training=False)
+    params_parser.add_argument(
+        "--vs", help="models to count beside it, comma-separated (DMF gets CoBraR's architecture)"
+    )
+    params_parser.set_defaults(handler=_params)
     return parser
 
 
@@ -143,7 +213,7 @@ def _invoke(handler, args, extra):
         handler(args, extra)
     except (
         UnknownModelError, PluginError, ConfigError, ConversionError, ExtractionError,
-        EncoderError, FeatureError,
+        EncoderError, FeatureError, CompareError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -154,7 +224,7 @@ def main(argv=None):
     """``recbole-mm SUBCOMMAND ...``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     args, extra = _parser("recbole-mm").parse_known_args(argv)
-    if extra and args.command not in ("run", "demo"):
+    if extra and args.command not in ("run", "demo", "params"):
         _parser("recbole-mm").error(f"unrecognized arguments: {' '.join(extra)}")
     return _invoke(args.handler, args, extra)
 

@@ -16,6 +16,7 @@ from importlib import metadata
 import torch
 
 from recbole_mm.files import replace_atomically
+from recbole_mm.params import parameter_report
 
 RECORD_VERSION = 1
 _PACKAGES = ("recbole_mm", "recbole", "torch", "numpy", "scipy", "pandas", "torch_geometric")
@@ -94,6 +95,7 @@ class RunRecord:
             },
             "device": describe_device(self.config["device"]),
             "seed": self.config["seed"],
+            "parameters": parameter_report(self.trainer.model),
             "versions": versions(),
             "config": to_jsonable(self.config.final_config_dict),
         }

@@ -1,0 +1,159 @@
+"""`recbole-mm compare` (significance marks recomputed by hand) and `recbole-mm params`."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from recbole_mm.cli import main
+from recbole_mm.compare import CompareError, compare_files, load_run, paired_p_value
+from recbole_mm.quick_start import run
+
+USERS = [str(u) for u in range(1, 41)]
+
+
+def _record(path, model, per_user, test_result=None, users=USERS, dataset="toy"):
+    """A run record as quick_start writes it, with the given per-user values."""
+    means = {name: float(np.mean(values)) for name, values in per_user.items()}
+    record = {
+        "model": model,
+        "dataset": dataset,
+        "test_result": dict(means, **(test_result or {})),
+        "per_user": {"users": users, "metrics": {k: list(v) for k, v in per_user.items()}},
+    }
+    path.write_text(json.dumps(record))
+    return str(path)
+
+
+@pytest.fixture
+def toy_runs(tmp_path):
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, len(USERS))
+    runs = {
+        # A: best NDCG, clearly above C; B: a hair below A (not significant)
+        "A": {"ndcg@10": base + 0.2, "arp@10": base * 10 + 5},
+        "B": {"ndcg@10": base + 0.2 - rng.normal(0, 0.02, len(USERS)), "arp@10": base * 10 + 4},
+        "C": {"ndcg@10": base, "arp@10": base * 10 + 30},
+    }
+    paths = [
+        _record(tmp_path / f"{name}.json", name, values, {"itemcoverage@10": coverage})
+        for (name, values), coverage in zip(runs.items(), (0.3, 0.5, 0.2))
+    ]
+    return paths, runs
+
+
+def test_marks_are_bonferroni_corrected_paired_t_tests(toy_runs, tmp_path):
+    paths, runs = toy_runs
+    table = compare_files(paths, str(tmp_path / "out"))
+    assert table.labels == ["A", "B", "C"]
+    cells = table.cells
+    # NDCG: A is best (bold); each other run tested against A, p x 2 comparisons
+    assert cells["A"]["ndcg@10"].best and not cells["B"]["ndcg@10"].best
+    for other in ("B", "C"):
+        p = stats.ttest_rel(runs["A"]["ndcg@10"], runs[other]["ndcg@10"]).pvalue
+        assert cells[other]["ndcg@10"].p_value == pytest.approx(min(2 * p, 1.0))
+        assert cells[other]["ndcg@10"].significant == (min(2 * p, 1.0) < 0.05)
+    assert cells["C"]["ndcg@10"].significant
+    assert cells["A"]["ndcg@10"].p_value is None  # the reference itself is not tested
+    # ARP: smaller is better, so B (the lowest) is bold and the reference
+    assert cells["B"]["arp@10"].best
+    p = stats.ttest_rel(runs["B"]["arp@10"], runs["C"]["arp@10"]).pvalue
+    assert cells["C"]["arp@10"].p_value == pytest.approx(min(2 * p, 1.0))
+    # coverage has no per-user values: bold, never tested
+    assert cells["B"]["itemcoverage@10"].best
+    assert all(cells[x]["itemcoverage@10"].p_value is None for x in "ABC")
+
+    markdown = (tmp_path / "out" / "comparison.md").read_text()
+    assert markdown == table.markdown
+    assert markdown.splitlines()[4].startswith("| C | 0.5367* |")
+    assert "Bonferroni" in markdown
+    rows = list(csv.DictReader(open(tmp_path / "out" / "comparison.csv")))
+    assert [row["model"] for row in rows] == ["A", "B", "C"]
+    assert float(rows[2]["ndcg@10 p"]) == pytest.approx(cells["C"]["ndcg@10"].p_value)
+    assert float(rows[0]["ndcg@10"]) == pytest.approx(np.mean(runs["A"]["ndcg@10"]))
+
+
+def test_wilcoxon_and_a_fixed_reference(toy_runs, tmp_path):
+    paths, runs = toy_runs
+    table = compare_files(paths, str(tmp_path), test="wilcoxon", reference="C")
+    for other in ("A", "B"):
+        p = stats.wilcoxon(runs["C"]["ndcg@10"], runs[other]["ndcg@10"]).pvalue
+        assert table.cells[other]["ndcg@10"].p_value == pytest.approx(min(2 * p, 1.0))
+    assert "reference run C" in table.markdown and "Wilcoxon" in table.markdown
+
+
+def test_users_are_aligned_by_token(tmp_path):
+    values = np.linspace(0, 1, len(USERS))
+    a = _record(tmp_path / "a.json", "A", {"ndcg@10": values})
+    # the same values for the same users, listed in reverse order: no difference at all
+    b = _record(tmp_path / "b.json", "B", {"ndcg@10": values[::-1]}, users=USERS[::-1])
+    table = compare_files([a, b], str(tmp_path))
+    assert table.cells["B"]["ndcg@10"].p_value == 1.0
+    assert paired_p_value(values, values) == 1.0
+
+
+def test_runs_that_cannot_be_compared(toy_runs, tmp_path):
+    paths, _ = toy_runs
+    other_users = _record(tmp_path / "d.json", "D", {"ndcg@10": np.ones(3)}, users=["1", "2", "3"])
+    with pytest.raises(CompareError, match="different users"):
+        compare_files(paths[:1] + [other_users], str(tmp_path))
+    other_data = _record(tmp_path / "e.json", "E", {"ndcg@10": np.ones(40)}, dataset="ml-1m")
+    with pytest.raises(CompareError, match="different datasets"):
+        compare_files(paths[:1] + [other_data], str(tmp_path))
+    with pytest.raises(CompareError, match="labelled A"):
+        compare_files([paths[0], paths[0]], str(tmp_path))
+    with pytest.raises(CompareError, match="reference run"):
+        compare_files(paths, str(tmp_path), reference="Z")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(CompareError, match="broken.json"):
+        load_run(str(tmp_path / "broken.json"))
+
+
+def test_compare_two_real_runs_from_the_command_line(fast_config, tmp_path, capsys):
+    config = dict(
+        fast_config, epochs=3, metrics=["NDCG", "Recall", "ItemCoverage"], topk=[10], save_per_user=True
+    )
+    records = [run(model, "ml-small", config_dict=config)["record"] for model in ("BPR", "Pop")]
+    out = tmp_path / "cmp"
+    assert main(["compare", *records, "--output", str(out), "--boxplot", "ndcg@10"]) == 0
+    printed = capsys.readouterr().out
+    assert "| BPR |" in printed and "| Pop |" in printed
+    assert (out / "comparison_ndcg_at_10.png").stat().st_size > 1000
+
+    # the marks, recomputed from the records by hand (one comparison: no correction)
+    per_user = {}
+    for path in records:
+        record = json.loads(open(path).read())
+        order = np.argsort(record["per_user"]["users"])
+        per_user[record["model"]] = {
+            k: np.asarray(v)[order] for k, v in record["per_user"]["metrics"].items()
+        }
+    rows = {row["model"]: row for row in csv.DictReader(open(out / "comparison.csv"))}
+    for metric in ("ndcg@10", "recall@10"):
+        best, other = sorted(rows, key=lambda m: -float(rows[m][metric]))
+        p = stats.ttest_rel(per_user[best][metric], per_user[other][metric]).pvalue
+        assert float(rows[other][f"{metric} p"]) == pytest.approx(p)
+        line = next(line for line in printed.splitlines() if line.startswith(f"| {other} |"))
+        marked = [cell.strip() for cell in line.split("|")[2:-1]]
+        assert sum(c.endswith("*") and not c.endswith("**") for c in marked) == sum(
+            stats.ttest_rel(per_user[best][m], per_user[other][m]).pvalue < 0.05
+            for m in ("ndcg@10", "recall@10")
+            if float(rows[other][m]) != float(rows[best][m])
+        )
+    assert rows["BPR"]["itemcoverage@10 p"] == ""
+    parameters = json.loads(open(records[0]).read())["parameters"]  # BPR: two embedding tables
+    assert parameters["total"] == parameters["user_embedding"] + parameters["item_embedding"] > 0
+
+
+def test_params_reports_half_the_branch_parameters(small_data, workdir, capsys):
+    sizes = ["--projection_size=32", "--branch_layers=[16,8]", "--embedding_size=4"]
+    args = ["params", "--model", "CoBraR", "--dataset", "ml-small", "--vs", "DMF"]
+    assert main(args + [f"--data_path={small_data}", "--state=WARNING", *sizes]) == 0
+    lines = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[3:]}
+    cobrar_branch, dmf_branch = map(int, lines["branch"])
+    assert cobrar_branch == (32 * 16 + 16) + (16 * 8 + 8) + (8 * 4 + 4)
+    assert dmf_branch == 2 * cobrar_branch
+    cobrar_projection, dmf_projection = map(int, lines["projections"])
+    assert cobrar_projection - dmf_projection == 2 * 32  # CoBraR's projections have a bias
