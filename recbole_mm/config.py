@@ -88,6 +88,12 @@ class Config(RecBoleConfig):
         valid_metric = str(self["valid_metric"] or "")
         metrics = self["metrics"]
         metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])
+        # search metrics (search_ndcg@10, ...) of models with a search head, and their mean with
+        # the recommendation NDCG (multitask_ndcg@10)
+        search_metrics = [m.lower() for m in self["search_metrics"] or []]
+        metrics += [f"search_{m}" for m in search_metrics]
+        if "ndcg" in search_metrics and "ndcg" in {m.lower() for m in metrics}:
+            metrics.append("multitask_ndcg")
         if valid_metric and valid_metric.split("@")[0].lower() not in {m.lower() for m in metrics}:
             raise ConfigError(
                 f"valid_metric '{valid_metric}' is not among metrics {metrics}: add it to 'metrics' "

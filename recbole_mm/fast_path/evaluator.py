@@ -195,7 +195,7 @@ class FullSortEvaluator:
         values = OrderedDict()
         for metric in self.metrics:
             if metric in TOPK_METRICS:
-                values[metric] = _topk_metric(metric, hits, positive_len)
+                values[metric] = topk_metric_values(metric, hits, positive_len)
             else:
                 values[metric] = self._item_metric(metric, top_items, collected)
         return values
@@ -259,7 +259,7 @@ def _cumsum_in_order(values):
     return out
 
 
-def _topk_metric(metric, hits, positive_len):
+def topk_metric_values(metric, hits, positive_len):
     """Per-user values ``[U, K]`` of a :data:`TOPK_METRICS` metric at every cut-off 1..K.
 
     Args:

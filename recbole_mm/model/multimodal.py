@@ -15,6 +15,11 @@ from recbole_mm.data.features import FeatureError, FeatureStore, aligned_field
 FIELD_PREFIX = "field:"
 
 
+def feature_store(config):
+    """The run's feature store: ``feature_path``, else ``<data_path>/features``."""
+    return FeatureStore(Path(config["feature_path"] or Path(config["data_path"]) / "features").expanduser())
+
+
 def load_item_features(config, dataset):
     """{name: (features [n_items, dim] float, mask [n_items] bool)} for ``config["modalities"]``.
 
@@ -35,7 +40,7 @@ def load_item_features(config, dataset):
             f"{config['model']} needs item features: set 'modalities' to feature sets of "
             f"{config['dataset']} (create them with `recbole-mm extract`)"
         )
-    store = FeatureStore(Path(config["feature_path"] or Path(config["data_path"]) / "features").expanduser())
+    store = feature_store(config)
     recipes = config["feature_recipes"] or {}
     fill = config["feature_fill"] or "zeros"
     iid = dataset.iid_field
