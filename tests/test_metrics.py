@@ -72,10 +72,15 @@ def test_poprsp_is_zero_at_parity():
 POPULARITY_METRICS = ["NDCG", "Recall", "ARP", "PopRSP", "ItemCoverage", "GiniIndex", "LongTailShare"]
 
 
-@pytest.mark.parametrize("fast_path", [False, True])
-def test_popularity_metrics_in_a_run(fast_config, fast_path):
-    config = dict(fast_config, metrics=POPULARITY_METRICS, topk=[5, 10], fast_path=fast_path)
-    result = run("BPR", "ml-small", config_dict=config)
+COBRAR_SMALL = {"projection_size": 32, "branch_layers": [16], "embedding_size": 8}
+
+
+@pytest.mark.parametrize(
+    "model, settings", [("BPR", {}), ("BPR", {"fast_path": True}), ("CoBraR", COBRAR_SMALL)]
+)
+def test_popularity_metrics_in_a_run(fast_config, model, settings):
+    config = dict(fast_config, metrics=POPULARITY_METRICS, topk=[5, 10], **settings)
+    result = run(model, "ml-small", config_dict=config)
     test = result["test_result"]
     for metric in ("arp@5", "poprsp@10", "itemcoverage@5", "giniindex@10", "longtailshare@5"):
         assert metric in test
