@@ -8,7 +8,7 @@ Regenerate (one dataset per call; finished runs are kept in OUTPUT/DATASET/runs 
 Methods, all on the same split (RecBole's, from the config; default: each user's interactions
 randomly split 80/10/10) and the same searches (``search_recipe``: queries from item genres):
 
-- ``multi-task``: UnifiedSearchRec, fixed weights 1/1, selected on validation multitask_ndcg@10;
+- ``multi-task``: UnifiedSearchRec, fixed weights (rec 1, search 0.1), selected on validation multitask_ndcg@10;
 - ``multi-task (uncertainty)``, ``multi-task (PCGrad)``: the other loss weightings;
 - ``recommendation only``: search weight 0, search results ranked by the user alone (ignores the
   query), selected on validation NDCG@10;

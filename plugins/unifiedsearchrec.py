@@ -24,7 +24,8 @@ projection maps it to the space: :math:`q = W_q f_q`. Personalised search adds t
 
 **Heads.** Recommendation: :math:`s(u, i) = u^\top v_i`, BPR loss on RecBole's (user, positive,
 negative) triples + ``reg_weight`` L2 on the batch's ID embeddings. Search: cosine scores
-:math:`\cos(q_u, v_i) / \tau` and InfoNCE over in-batch negatives: each of ``search_batch_size``
+:math:`\cos(q_u, h(v_i)) / \tau`, where :math:`h` is the search task's own linear head over the
+shared item vectors (``search_head``; the identity when off), and InfoNCE over in-batch negatives: each of ``search_batch_size``
 training searches (drawn uniformly, with replacement, at every step) against the items of the
 other searches of the batch (copies of its own item are not negatives).
 
@@ -135,6 +136,8 @@ class UnifiedSearchRec(MultimodalRecommender):
         self.query_projection = nn.Linear(self.query_features.shape[1], d)
         self.user_to_query = nn.Linear(d, d, bias=False)
         nn.init.zeros_(self.user_to_query.weight)
+        # task-specific item head of the search task over the shared item vectors (shared bottom)
+        self.search_head = nn.Linear(d, d) if config["search_head"] else nn.Identity()
         if self.loss_weighting == "uncertainty":
             self.log_variance = nn.Parameter(torch.zeros(2))
         self.generator = torch.Generator().manual_seed(int(config["seed"]))
@@ -214,7 +217,8 @@ class UnifiedSearchRec(MultimodalRecommender):
         queries = self.query_vectors(
             self.query_features[self.train_search_query[rows]], self.train_search_users[rows]
         )
-        logits = F.normalize(queries, dim=-1) @ F.normalize(items[target_items], dim=-1).t()
+        targets = self.search_head(items[target_items])
+        logits = F.normalize(queries, dim=-1) @ F.normalize(targets, dim=-1).t()
         logits = logits / self.temperature
         same_item = target_items.unsqueeze(0) == target_items.unsqueeze(1)
         same_item.fill_diagonal_(False)
@@ -279,7 +283,7 @@ class UnifiedSearchRec(MultimodalRecommender):
         if self.search_ranking == "user":
             return self.user_embedding(users) @ self.item_vectors().t()
         queries = F.normalize(self.query_vectors(query_features, users), dim=-1)
-        return queries @ F.normalize(self.item_vectors(), dim=-1).t()
+        return queries @ F.normalize(self.search_head(self.item_vectors()), dim=-1).t()
 
     def search(self, texts, users=None):
         """Search scores [B, n] of new query texts (one encoder call, one product with the
