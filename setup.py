@@ -74,8 +74,12 @@ setup(
     },
     install_requires=INSTALL_REQUIRES,
     # faiss: RecBole's NCL clusters with it (the test suite trains every RecBole general model);
-    # scikit-image, pygame: real test pictures and sounds
-    extras_require={"test": ["pytest>=7", "faiss-cpu>=1.7", "scikit-image", "pygame"]},
+    # scikit-image, pygame: real test pictures and sounds; optuna: `recbole-mm tune --search bayes`
+    # (Ray 2.6.3's OptunaSearch uses the optuna 3 API; 3.6.2 measured)
+    extras_require={
+        "tune": ["optuna>=3.0,<4"],
+        "test": ["pytest>=7", "faiss-cpu>=1.7", "scikit-image", "pygame", "optuna>=3.0,<4"],
+    },
     entry_points={
         "console_scripts": [
             "run_recbole = recbole_mm.cli:run_recbole_main",

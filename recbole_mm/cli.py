@@ -3,7 +3,7 @@
 ``run_recbole`` takes RecBole's arguments: ``--model``, ``--dataset``, ``--config_files`` (several
 files separated by spaces), ``--plugin_path`` and any ``--key=value`` config override.
 ``recbole-mm`` groups the toolkit's commands as subcommands (``run``, ``models``, ``demo``,
-``convert``, ``extract``, ``compare``, ``params``, ``search``, ``recommend``).
+``convert``, ``extract``, ``compare``, ``params``, ``tune``, ``search``, ``recommend``).
 """
 
 import argparse
@@ -17,6 +17,8 @@ from recbole_mm.dataset_tools.encoders.text import EncoderError
 from recbole_mm.dataset_tools.extract import ExtractionError, add_extract_parser
 from recbole_mm.registry import PluginError, UnknownModelError, registry
 from recbole_mm.search.data import SearchError
+from recbole_mm.tune import TuneError
+from recbole_mm.tune.command import add_tune_parser
 
 DEMO_MODELS = ("BPR", "LightGCN", "LFMMLGCN")
 
@@ -234,6 +236,7 @@ def _parser(prog):
     recommend_parser.add_argument("--user", required=True, help="user token")
     recommend_parser.add_argument("-k", type=int, default=10)
     recommend_parser.set_defaults(handler=_recommend)
+    add_tune_parser(sub)
     return parser
 
 
@@ -242,7 +245,7 @@ def _invoke(handler, args, extra):
         handler(args, extra)
     except (
         UnknownModelError, PluginError, ConfigError, ConversionError, ExtractionError,
-        EncoderError, FeatureError, CompareError, SearchError,
+        EncoderError, FeatureError, CompareError, SearchError, TuneError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
