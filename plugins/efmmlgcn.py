@@ -20,8 +20,11 @@ class EFMMLGCN(MultimodalGraphRecommender):
     """LightGCN item embeddings concatenated with the fused modalities, then projected.
 
     Config keys (``properties/model/EFMMLGCN.yaml``): those of LF-MMLGCN except ``weighting``;
-    ``fusion`` combines the modalities only. An item with no modality is concatenated with zeros.
+    ``fusion`` combines the modalities only. An item with no modality is concatenated with zeros;
+    so is a cold item (``cold_item_mask``) in place of its collaborative embedding.
     """
+
+    content_only_cold_items = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -34,5 +37,6 @@ class EFMMLGCN(MultimodalGraphRecommender):
         users, items = torch.split(
             mean_propagation(self.adjacency, ego, self.n_layers), [self.n_users, self.n_items]
         )
+        items = items.masked_fill(self.cold_item_mask.unsqueeze(-1), 0.0)
         modalities = self.fusion(self.projected_modalities(), self.modality_mask)  # none: zeros
         return users, self.output(torch.cat([items, modalities], dim=-1))

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_mm.layers import mean_propagation
-from recbole_mm.layers.fusion import Fusion
+from recbole_mm.layers.fusion import LINEAR_FUSIONS, Fusion
 from recbole_mm.model import MultimodalGraphRecommender
 
 WEIGHTINGS = ("none", "alpha", "normalized", "equal")
@@ -39,8 +39,12 @@ class LFMMLGCN(MultimodalGraphRecommender):
     - ``equal``: :math:`\tfrac12 e_i + \tfrac12\,\mathrm{fuse}(p_i^1, \dots, p_i^n)` (just
       :math:`e_i` for an item with no modality).
 
-    An item without a modality leaves it out of its fusion (mask), it is not fused as zeros.
+    An item without a modality leaves it out of its fusion (mask), it is not fused as zeros. A cold
+    item (``cold_item_mask``, item cold-start protocol) likewise lacks the collaborative input: it is
+    the fusion of its projected modalities alone (zeros if it has none).
     """
+
+    content_only_cold_items = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -55,18 +59,28 @@ class LFMMLGCN(MultimodalGraphRecommender):
 
     def fuse_items(self, collaborative):
         """Fuse the collaborative item embeddings [n_items, d] with the projected modalities."""
-        projected = self.projected_modalities()  # [m, n_items, d]
-        mask = self.modality_mask
+        mask = self.modality_mask  # [m, n_items]
+        cold = self.cold_item_mask.unsqueeze(-1)  # [n_items, 1]
         if self.weighting == "equal":  # an item with no modality keeps its collaborative embedding
-            fused = 0.5 * collaborative + 0.5 * self.fusion(projected, mask)
-            return torch.where(mask.any(dim=0, keepdim=True).T, fused, collaborative)
+            modalities = self.fusion(self.projected_modalities(), mask)
+            has_modality = mask.any(dim=0).unsqueeze(-1)
+            fused = torch.where(has_modality, 0.5 * collaborative + 0.5 * modalities, collaborative)
+            return torch.where(cold, modalities, fused)
+        scale = 1.0  # of every projected modality
         if self.weighting == "alpha":
             alpha = torch.sigmoid(self.alpha_logit)
-            collaborative, projected = alpha * collaborative, (1 - alpha) * projected
+            collaborative, scale = alpha * collaborative, 1 - alpha
         elif self.weighting == "normalized":
             collaborative = len(self.projections) * F.normalize(collaborative, p=2, dim=-1)
-        always = torch.ones_like(mask[:1])
-        return self.fusion(torch.cat([collaborative.unsqueeze(0), projected]), torch.cat([always, mask]))
+        inputs_mask = torch.cat([~cold.T, mask])  # [1 + m, n_items]; cold: no collaborative input
+        if self.fusion.method in LINEAR_FUSIONS:
+            # w_0 e_i + scale * sum_j w_j p_j without stacking [1 + m, n_items, d]: the frozen
+            # tables' term then needs no gradient, and backward touches e_i alone
+            weights = self.fusion.input_weights(inputs_mask, collaborative.dtype).unsqueeze(-1)
+            modalities = sum(w * projection() for w, projection in zip(weights[1:], self.projections))
+            return weights[0] * collaborative + scale * modalities
+        projected = [scale * projection() for projection in self.projections]
+        return self.fusion(torch.stack([collaborative, *projected]), inputs_mask)
 
     def forward(self):
         """Final embeddings: users [n_users, d] (LightGCN's), items [n_items, d] (fused)."""

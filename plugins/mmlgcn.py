@@ -21,8 +21,12 @@ class MMLGCN(MultimodalGraphRecommender):
     """A LightGCN per modality plus the collaborative one, outputs fused.
 
     Config keys (``properties/model/MMLGCN.yaml``): those of LF-MMLGCN except ``weighting``;
-    ``fusion`` combines the graphs' outputs, separately for users and for items.
+    ``fusion`` combines the graphs' outputs, separately for users and for items. A cold item
+    (``cold_item_mask``) leaves the collaborative graph out of its fusion: its embedding comes from
+    the modality graphs, where it is an isolated node whose layer 0 is its projected feature.
     """
+
+    content_only_cold_items = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -52,7 +56,7 @@ class MMLGCN(MultimodalGraphRecommender):
         users = torch.stack([u for u, _ in outputs])  # [graphs, n_users, d]
         items = torch.stack([i for _, i in outputs])  # [graphs, n_items, d]
         user_mask = torch.ones(users.shape[:2], dtype=torch.bool, device=users.device)
-        item_mask = torch.cat([torch.ones_like(self.modality_mask[:1]), self.modality_mask])
+        item_mask = torch.cat([~self.cold_item_mask.unsqueeze(0), self.modality_mask])
         return self.user_fusion(users, user_mask), self.item_fusion(items, item_mask)
 
     def layer0_embeddings(self, user, pos_item, neg_item):

@@ -13,11 +13,11 @@ import time
 import uuid
 
 from recbole.data import create_dataset as recbole_create_dataset
-from recbole.data import data_preparation
 from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
 from recbole_mm.compat import checkpoint as safe_checkpoint
 from recbole_mm.config import Config
+from recbole_mm.evaluation.cold_start import data_preparation, evaluate_cold_start
 from recbole_mm.fast_path import choose_trainer
 from recbole_mm.per_user import check_supported, per_user_results
 from recbole_mm.record import RunRecord
@@ -80,7 +80,9 @@ def run(
         dict: ``model``, ``dataset``, ``valid_metric``, ``best_valid_score``, ``valid_score_bigger``,
         ``best_valid_result``, ``test_result``, ``checkpoint`` (path or None), ``record``
         (path of the JSON record) and, with ``save_per_user: True``, ``per_user`` (each test
-        user's metric values, see :mod:`recbole_mm.per_user`).
+        user's metric values, see :mod:`recbole_mm.per_user`); with ``cold_start_items``,
+        ``test_result`` is the warm test set and ``cold_test_result`` the cold items' (see
+        :mod:`recbole_mm.evaluation.cold_start`).
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args=cmd_args)
     dataset_obj, train_data, valid_data, test_data, model_obj = _build(config)
@@ -107,6 +109,9 @@ def run(
     )
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
+    cold_test_result = evaluate_cold_start(trainer, dataset_obj, config["show_progress"])
+    if cold_test_result is not None:
+        logger.info(set_color("cold test result", "yellow") + f": {cold_test_result}")
 
     result = {
         "model": config["model"],
@@ -118,6 +123,8 @@ def run(
         "test_result": dict(test_result or {}),
         "checkpoint": trainer.saved_model_file if saved else None,
     }
+    if cold_test_result is not None:
+        result["cold_test_result"] = dict(cold_test_result)
     if config["save_per_user"]:
         result["per_user"] = per_user_results(trainer, test_data)
     result["record"] = record.write(result, fit_seconds)

@@ -99,6 +99,8 @@ class RunRecord:
             "versions": versions(),
             "config": to_jsonable(self.config.final_config_dict),
         }
+        if "cold_test_result" in result:
+            payload["cold_test_result"] = to_jsonable(result["cold_test_result"])
         if "per_user" in result:
             payload["per_user"] = result["per_user"]
         replace_atomically(path, lambda f: f.write(json.dumps(payload, indent=2) + "\n"))

@@ -9,6 +9,7 @@ RecBole's ``fit`` still runs the epochs (early stopping, checkpoints, logging, `
 only ``_train_epoch``'s data source and ``evaluate`` are replaced.
 """
 
+import itertools
 import logging
 import math
 import weakref
@@ -99,13 +100,24 @@ def epoch_seed(seed, epoch):
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]) >> 1
 
 
+def _used_id_keys(used_ids, n_items):
+    """Sorted int64 keys ``user * n_items + item`` ``[P]`` of a RecBole sampler's ``used_ids``
+    (numpy array ``[n_users]`` of item-id sets)."""
+    lengths = np.fromiter(map(len, used_ids), dtype=np.int64, count=len(used_ids))
+    items = np.fromiter(itertools.chain.from_iterable(used_ids), dtype=np.int64, count=lengths.sum())
+    users = np.repeat(np.arange(len(used_ids), dtype=np.int64), lengths)
+    return torch.sort(torch.from_numpy(users * n_items + items))[0]
+
+
 class DeviceTrainData:
     """The training interactions of one ``TrainDataLoader`` on ``device``, batched per epoch.
 
     Holds the user ids ``[N]`` and item ids ``[N]`` of the training rows and, for negative
-    sampling, the sorted keys ``user * n_items + item`` of the distinct training pairs ``[P]`` (the
-    user-item CSR's column indices in row order, offset by row): an item is one of the user's
-    positives iff its key is found by ``searchsorted``.
+    sampling, the sorted keys ``user * n_items + item`` of the pairs a negative must avoid ``[P]``:
+    those RecBole's training sampler rejects (its ``used_ids``: the distinct training pairs, plus
+    any item withheld from every user, e.g. the cold items of
+    :mod:`recbole_mm.evaluation.cold_start`), or the distinct training pairs when the loader has no
+    sampler. An item is excluded for a user iff its key is found by ``searchsorted``.
 
     A batch holds ``train_batch_size // times`` positives (``times`` = ``sample_num`` for PAIRWISE,
     ``1 + sample_num`` for POINTWISE, as RecBole's loader) and is laid out as RecBole lays it out.
@@ -126,7 +138,11 @@ class DeviceTrainData:
         self.users = dataset.inter_feat[self.uid_field].to(self.device)
         self.items = dataset.inter_feat[self.iid_field].to(self.device)
         self.n_items = dataset.item_num
-        self.positive_keys = torch.unique(self.users * self.n_items + self.items)  # sorted
+        sampler = getattr(train_data, "_sampler", None)
+        if sampler is None:
+            self.positive_keys = torch.unique(self.users * self.n_items + self.items)  # sorted
+        else:
+            self.positive_keys = _used_id_keys(sampler.used_ids, self.n_items).to(self.device)
         positives_per_user = torch.bincount(
             torch.div(self.positive_keys, self.n_items, rounding_mode="floor")
         )

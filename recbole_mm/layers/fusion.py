@@ -11,6 +11,7 @@ from torch import nn
 
 PROJECTIONS = ("frozen", "trainable", "unfrozen")
 FUSIONS = ("mean", "sum", "max", "concat", "attention")
+LINEAR_FUSIONS = ("mean", "sum")  # fused = sum_k w_k * input_k, weights from the mask alone
 
 
 class ModalityProjection(nn.Module):
@@ -95,12 +96,24 @@ class Fusion(nn.Module):
             return fused.masked_fill(empty.unsqueeze(-1), 0.0)  # ...then give them zeros
         return self._fuse(inputs, mask)
 
-    def _fuse(self, inputs, mask):
-        weights = mask.unsqueeze(-1).to(inputs.dtype)  # [k, n, 1]
+    def input_weights(self, mask, dtype=torch.float32):
+        """The weights ``w`` [k, n] of a linear method (mean, sum): ``fused = sum_k w_k * input_k``.
+
+        ``mean``: 1 / (number of present inputs) for a present input, 0 for an absent one;
+        ``sum``: 1 and 0. A caller can then combine its inputs without stacking them into
+        [k, n, d] (inputs that need no gradient then cost no backward).
+        """
+        if self.method not in LINEAR_FUSIONS:
+            raise ValueError(f"fusion {self.method!r} is not linear: only {LINEAR_FUSIONS} have weights")
+        weights = mask.to(dtype)
         if self.method == "mean":
-            return (inputs * weights).sum(0) / weights.sum(0).clamp(min=1.0)
-        if self.method == "sum":
-            return (inputs * weights).sum(0)
+            weights = weights / weights.sum(0).clamp(min=1.0)
+        return weights
+
+    def _fuse(self, inputs, mask):
+        if self.method in LINEAR_FUSIONS:
+            return (inputs * self.input_weights(mask, inputs.dtype).unsqueeze(-1)).sum(0)
+        weights = mask.unsqueeze(-1).to(inputs.dtype)  # [k, n, 1]
         if self.method == "max":
             return inputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=0).values
         if self.method == "concat":

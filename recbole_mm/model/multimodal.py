@@ -8,6 +8,7 @@ internal item ids, and keeps it on the model's device; models never read files.
 
 from pathlib import Path
 
+import torch
 from recbole.model.abstract_recommender import GeneralRecommender
 
 from recbole_mm.data.features import FeatureError, FeatureStore, aligned_field
@@ -65,7 +66,15 @@ class MultimodalRecommender(GeneralRecommender):
     ``self.item_feature_masks[name]`` a bool tensor [n_items] (True: the item has that feature;
     row 0 is padding) for every name in ``config["modalities"]``, registered as non-persistent
     buffers (they follow ``.to(device)`` and stay out of checkpoints).
+
+    ``self.cold_item_mask`` (bool [n_items], non-persistent buffer) marks the items held out by the
+    item cold-start protocol (:mod:`recbole_mm.evaluation.cold_start`, config ``cold_start_items``;
+    all False otherwise): they have no training interaction, and a model that sets the class
+    attribute ``content_only_cold_items = True`` promises to score them from their features alone,
+    no ID-based item parameter entering their scores. The protocol refuses models that do not.
     """
+
+    content_only_cold_items = False
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -74,6 +83,9 @@ class MultimodalRecommender(GeneralRecommender):
             self.register_buffer(f"_feature_{index}", features, persistent=False)
             self.register_buffer(f"_feature_mask_{index}", mask, persistent=False)
             self.modality_names.append(name)
+        cold_start = getattr(dataset, "cold_start", None)  # set by the cold-start data preparation
+        cold = torch.zeros(self.n_items, dtype=torch.bool) if cold_start is None else cold_start.mask(self.n_items)
+        self.register_buffer("cold_item_mask", cold, persistent=False)
 
     @property
     def item_features(self):
