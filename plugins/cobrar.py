@@ -70,8 +70,8 @@ class CoBraR(GeneralRecommender):
 
     Inputs are never materialised as dense ``n_users x n_items`` matrices: :math:`R` and
     :math:`R^\top` are kept in CSR form (non-persistent buffers, so they follow ``.to(device)`` and
-    are not written to checkpoints), and :math:`f(r) = W r + b` is computed from the non-zeros with
-    ``F.embedding_bag`` (``O(nnz * p)`` per batch). ``full_sort_predict`` encodes all items once
+    are not written to checkpoints), and :math:`f(r) = W r + b` is a sparse-dense product over the
+    non-zeros of the batch's distinct users and items (``O(nnz * p)`` per batch). ``full_sort_predict`` encodes all items once
     and caches their normalised embeddings until the next ``train()``/``eval()`` switch,
     ``calculate_loss`` or ``load_state_dict``.
     """
@@ -172,7 +172,7 @@ class CoBraR(GeneralRecommender):
         Returns:
             tuple: ``(columns, values, offsets)``: ``columns`` and ``values`` of shape ``[nnz_B]``
             (the rows' non-zeros, one row after the other) and ``offsets`` of shape ``[B]`` (where
-            each row starts), as ``F.embedding_bag`` takes them.
+            each row starts).
         """
         indptr = getattr(self, f"{side}_indptr")
         starts = indptr[ids]
@@ -208,14 +208,26 @@ class CoBraR(GeneralRecommender):
         return dense
 
     def _project(self, side, ids):
-        """``f(r) = W r + b`` for the rows ``ids`` from their non-zeros; shape ``[B, p]``."""
+        """``f(r) = W r + b`` for the rows ``ids``, from their non-zeros; shape ``[B, p]``.
+
+        Each distinct id is projected once (a pointwise batch repeats every user: a positive and
+        its sampled negatives share it), then the rows are spread back to the batch's order.
+        """
+        unique, inverse = torch.unique(ids, return_inverse=True)
+        columns, values, offsets = self._gather_rows(side, unique)
+        indptr = torch.cat([offsets, offsets.new_tensor([columns.numel()])])
+        return self._linear_on_csr(side, indptr, columns, values)[inverse]
+
+    def _linear_on_csr(self, side, indptr, columns, values):
+        """``f`` of side ``side`` applied to the rows of a CSR matrix (``indptr`` of shape
+        ``[n + 1]``, ``columns`` and ``values`` of shape ``[nnz]``); shape ``[n, p]``.
+
+        A sparse-dense product: ``O(nnz * p)``, and the weight's gradient is ``rows^T @ grad``."""
         linear = self.user_projection if side == "user" else self.item_projection
-        columns, values, offsets = self._gather_rows(side, ids)
-        # weight is [p, n_in]; embedding_bag sums weight.T[col] * value over each row's non-zeros
-        projected = F.embedding_bag(
-            columns, linear.weight.t().contiguous(), offsets, mode="sum", per_sample_weights=values
+        rows = torch.sparse_csr_tensor(
+            indptr, columns, values, size=(indptr.numel() - 1, linear.in_features)
         )
-        return projected + linear.bias
+        return torch.sparse.mm(rows, linear.weight.t()) + linear.bias
 
     # ------------------------------------------------------------------ encoders
     def encode_users(self, user):
@@ -304,15 +316,8 @@ class CoBraR(GeneralRecommender):
         cached in eval mode."""
         if self._item_cache is not None:
             return self._item_cache
-        indptr = self.item_indptr
-        projected = F.embedding_bag(
-            self.item_indices,
-            self.item_projection.weight.t().contiguous(),
-            indptr[:-1],
-            mode="sum",
-            per_sample_weights=self.item_values,
-        )
-        embedding = self._normalize(self.branch(projected + self.item_projection.bias))
+        projected = self._linear_on_csr("item", self.item_indptr, self.item_indices, self.item_values)
+        embedding = self._normalize(self.branch(projected))
         if not self.training:
             self._item_cache = embedding.detach()
         return embedding

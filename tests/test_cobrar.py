@@ -246,6 +246,20 @@ def test_inputs_are_binary_or_ratings(tiny_config):
         np.testing.assert_array_equal(items, expected.T)
 
 
+def test_projections_and_their_gradients_equal_the_dense_product(fast_config):
+    """A batch that repeats ids (as pointwise sampling does) projects each once: outputs and the
+    projection weights' gradients equal those of ``W r + b`` on the dense input rows."""
+    _, data, model = _model("CoBraR", "ml-small", dict(fast_config, **SMALL))
+    ids = {"user": torch.tensor([3, 7, 3, 3, 1, 7]), "item": torch.tensor([5, 5, 9, 2, 5, 11])}
+    for side, linear in (("user", model.user_projection), ("item", model.item_projection)):
+        sparse = model._project(side, ids[side])
+        (sparse_grad,) = torch.autograd.grad((sparse * torch.arange(1.0, 7.0)[:, None]).sum(), linear.weight)
+        dense = model.interaction_rows(side, ids[side]) @ linear.weight.t() + linear.bias
+        (dense_grad,) = torch.autograd.grad((dense * torch.arange(1.0, 7.0)[:, None]).sum(), linear.weight)
+        torch.testing.assert_close(sparse, dense)
+        torch.testing.assert_close(sparse_grad, dense_grad)
+        assert dense_grad.abs().sum() > 0
+
 # ------------------------------------------------------------------ (c) full sort == predict
 def test_full_sort_predict_equals_predict_for_every_pair(fast_config):
     _, data, model = _model("CoBraR", "ml-small", dict(fast_config, dropout_prob=0.5, **SMALL))
