@@ -19,28 +19,18 @@ this phase needed". This is a benchmark, not a test: nothing here asserts a spee
 """
 
 import argparse
-import os
-import platform
 import statistics
-import sys
-import tempfile
 import threading
-import time
-from pathlib import Path
 
 import psutil
-import recbole
 import torch
+from common import BUNDLED, Report, clocked, prepare, scratch_dir  # benchmarks/common.py
 from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
-import recbole_mm
 from recbole_mm import Config, create_dataset
 from recbole_mm.fast_path import FastTrainer
-from recbole_mm.record import describe_device
-
-BUNDLED = Path(recbole.__file__).parent / "dataset_example"
 
 
 def parse_args(argv=None):
@@ -112,14 +102,9 @@ class PeakMemory:
 
 
 def timed(device, fn, *args, **kwargs):
-    """(result, seconds) of ``fn(*args, **kwargs)``, waiting for the device to finish."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-    return result, time.perf_counter() - start
+    """(result, wall seconds) of ``fn(*args, **kwargs)``, waiting for the device to finish."""
+    result, wall, _ = clocked(device, fn, *args, **kwargs)
+    return result, wall
 
 
 def build(args, model, checkpoint_dir):
@@ -204,37 +189,26 @@ def report_model(model, stock, fast, parity, emit):
     emit("")
 
 
-def header(args, config, dataset):
-    """The report's first lines: command, device, seed, data and config (list of str)."""
-    command = " ".join(["python", "benchmarks/fast_path.py"] + sys.argv[1:])
-    versions = (
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"python {platform.python_version()}; recbole {recbole.__version__}; "
-        f"recbole_mm {recbole_mm.__version__}"
+def header(args, config, dataset, report):
+    """The report's first lines: command, device, seed, data and config."""
+    report.head(
+        "recbole_mm fast path vs stock RecBole",
+        args,
+        config["device"],
+        f"{args.dataset} ({dataset.user_num - 1} users, {dataset.item_num - 1} items, "
+        f"{dataset.inter_num} interactions); eval_args {config['eval_args']}",
     )
-    data = (
-        f"{dataset.user_num - 1} users, {dataset.item_num - 1} items, "
-        f"{dataset.inter_num} interactions"
-    )
-    settings = (
-        f"epochs={args.epochs} train_batch_size={config['train_batch_size']} "
+    report.emit(
+        f"config: epochs={args.epochs} train_batch_size={config['train_batch_size']} "
         f"eval_batch_size={config['eval_batch_size']} learner={config['learner']} "
         f"learning_rate={config['learning_rate']} "
         f"train_neg_sample_args={config['train_neg_sample_args']}"
     )
-    return [
-        "# recbole_mm fast path vs stock RecBole (benchmarks/fast_path.py)",
-        f"command: {command}",
-        f"device: {describe_device(config['device'])}; {versions}",
-        f"seed: {args.seed}",
-        f"dataset: {args.dataset} ({data}); eval_args {config['eval_args']}",
-        f"config: {settings}",
-        (
-            "s/epoch: median epoch; eval: full-sort on the test set, 1st call (with one-time "
-            "setup) and best of 2 more; ratio: stock / fast for times, fast / stock for metrics"
-        ),
-        "",
-    ]
+    report.emit(
+        "s/epoch: median epoch; eval: full-sort on the test set, 1st call (with one-time "
+        "setup) and best of 2 more; ratio: stock / fast for times, fast / stock for metrics"
+    )
+    report.emit()
 
 
 def evaluator_parity(config, model, test_data, stock_result):
@@ -250,42 +224,20 @@ def evaluator_parity(config, model, test_data, stock_result):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.data_path is None:
-        if not (BUNDLED / args.dataset).is_dir():
-            raise SystemExit(
-                f"dataset '{args.dataset}' is not bundled with RecBole; pass --data-path"
-            )
-        args.data_path = str(BUNDLED)
-    args.data_path = str(Path(args.data_path).resolve())
+    prepare(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    lines = []
-
-    def emit(line=""):
-        print(line, flush=True)
-        lines.append(line)
-
-    here = os.getcwd()
-    with tempfile.TemporaryDirectory() as workdir:
-        # RecBole's Trainer writes ./log_tensorboard: not into the caller's folder
-        os.chdir(workdir)
-        try:
-            for index, model in enumerate(models):
-                config, dataset, train_data, test_data, stock_model = build(args, model, workdir)
-                if index == 0:
-                    for line in header(args, config, dataset):
-                        emit(line)
-                stock = run_path(Trainer, config, train_data, test_data, stock_model)
-                parity = evaluator_parity(config, stock_model, test_data, stock["result"])
-                config, _, train_data, test_data, fast_model = build(args, model, workdir)
-                fast = run_path(FastTrainer, config, train_data, test_data, fast_model)
-                report_model(model, stock, fast, parity, emit)
-        finally:
-            os.chdir(here)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = Report()
+    with scratch_dir() as workdir:
+        for index, model in enumerate(models):
+            config, dataset, train_data, test_data, stock_model = build(args, model, workdir)
+            if index == 0:
+                header(args, config, dataset, report)
+            stock = run_path(Trainer, config, train_data, test_data, stock_model)
+            parity = evaluator_parity(config, stock_model, test_data, stock["result"])
+            config, _, train_data, test_data, fast_model = build(args, model, workdir)
+            fast = run_path(FastTrainer, config, train_data, test_data, fast_model)
+            report_model(model, stock, fast, parity, report.emit)
+    report.save(args.output)
 
 
 if __name__ == "__main__":

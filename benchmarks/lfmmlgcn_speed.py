@@ -22,26 +22,16 @@ Examples::
 """
 
 import argparse
-import os
-import platform
 import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-import recbole
 import torch
-from fast_path import BUNDLED  # benchmarks/fast_path.py, beside this script
+from common import BUNDLED, Report, clocked, prepare, scratch_dir  # benchmarks/common.py
 from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
-import recbole_mm
 from recbole_mm import Config, create_dataset
 from recbole_mm.fast_path import FastTrainer
-from recbole_mm.files import replace_atomically
-from recbole_mm.record import describe_device
 
 # LF-MMLGCN settings per variant name (the rest: properties/model/LFMMLGCN.yaml)
 VARIANTS = {
@@ -133,17 +123,6 @@ def drop_cached_embeddings(model):
         model.restore_user_e = model.restore_item_e = None
 
 
-def clocked(device, fn, *args, **kwargs):
-    """(result, wall seconds, process CPU seconds) of ``fn(*args, **kwargs)``, waiting for the
-    device. On a shared CPU, CPU seconds leave out the time other processes held the cores."""
-    synchronize = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda _: None
-    synchronize(device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fn(*args, **kwargs)
-    synchronize(device)
-    return result, time.perf_counter() - wall, time.process_time() - cpu
-
-
 def measure(path_trainer, entries, args):
     """Train the models of ``entries`` epoch by epoch in turn, then evaluate them in turn
     (``1 + --eval-repeats`` times each).
@@ -183,7 +162,7 @@ def measure(path_trainer, entries, args):
 ROW = "{:<6} {:<22} {:>8} {:>7} {:>8} {:>7} {:>8} {:>7} {:>8} {:>7} {:>8}"
 
 
-def report(path, numbers, emit):
+def format_path(path, numbers, emit):
     """Print one path's table: each model's wall and CPU times, NDCG@20 and ratios to LightGCN."""
     emit(
         ROW.format(
@@ -206,74 +185,49 @@ def report(path, numbers, emit):
     emit("")
 
 
-def header(args, config, dataset_line):
-    """The report's first lines: command, device, seed, data and settings (list of str)."""
-    command = " ".join(["python", "benchmarks/lfmmlgcn_speed.py"] + sys.argv[1:])
-    versions = (
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"python {platform.python_version()}; recbole {recbole.__version__}; "
-        f"recbole_mm {recbole_mm.__version__}"
+def header(args, config, dataset_line, report):
+    """The report's first lines: command, device, seed, data and settings."""
+    report.head(
+        "LF-MMLGCN vs RecBole's LightGCN: epoch and full-sort evaluation time",
+        args,
+        config["device"],
+        f"{dataset_line}; eval_args {config['eval_args']}",
     )
-    return [
-        "# LF-MMLGCN vs RecBole's LightGCN: epoch and full-sort evaluation time (benchmarks/lfmmlgcn_speed.py)",
-        f"command: {command}",
-        f"device: {describe_device(config['device'])}; {versions}",
-        f"seed: {args.seed}",
-        f"dataset: {dataset_line}; eval_args {config['eval_args']}",
-        (
-            f"settings: epochs={args.epochs} embedding_size={args.embedding_size} "
-            f"n_layers={args.n_layers} train_batch_size={args.train_batch_size} reg_weight=1e-4 "
-            f"eval_batch_size={config['eval_batch_size']} learner={config['learner']}; "
-            f"LF-MMLGCN modalities {config['modalities']}"
-        ),
-        (
-            "s/epoch, cpu s/ep: median epoch, wall-clock and process CPU time (models take "
-            "turns); eval, cpu eval: full-sort test evaluation from uncached embeddings, best of "
-            f"{args.eval_repeats} after a first call with one-time setup; x LGCN: time / "
-            "LightGCN's time on the same path and clock"
-        ),
-        "",
-    ]
+    report.emit(
+        f"settings: epochs={args.epochs} embedding_size={args.embedding_size} "
+        f"n_layers={args.n_layers} train_batch_size={args.train_batch_size} reg_weight=1e-4 "
+        f"eval_batch_size={config['eval_batch_size']} learner={config['learner']}; "
+        f"LF-MMLGCN modalities {config['modalities']}"
+    )
+    report.emit(
+        "s/epoch, cpu s/ep: median epoch, wall-clock and process CPU time (models take "
+        "turns); eval, cpu eval: full-sort test evaluation from uncached embeddings, best of "
+        f"{args.eval_repeats} after a first call with one-time setup; x LGCN: time / "
+        "LightGCN's time on the same path and clock"
+    )
+    report.emit()
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.data_path is None:
-        if not (BUNDLED / args.dataset).is_dir():
-            raise SystemExit(f"dataset '{args.dataset}' is not bundled with RecBole; pass --data-path")
-        args.data_path = str(BUNDLED)
-    args.data_path = str(Path(args.data_path).resolve())
+    prepare(args)
     models = [("LightGCN", "LightGCN", {})]
     models += [(f"LFMMLGCN {v}", "LFMMLGCN", VARIANTS[v]) for v in args.variants.split(",")]
-    lines = []
-
-    def emit(line=""):
-        print(line, flush=True)
-        lines.append(line)
-
-    here = os.getcwd()
-    with tempfile.TemporaryDirectory() as workdir:
-        os.chdir(workdir)  # RecBole's Trainer writes ./log_tensorboard: not into the caller's folder
-        try:
-            for index, path in enumerate(args.paths.split(",")):
-                entries = [(name, *build(args, model, settings, workdir)) for name, model, settings in models]
-                if index == 0:
-                    config, train_data = entries[1][1], entries[1][2]
-                    dataset = train_data._dataset
-                    dataset_line = (
-                        f"{args.dataset} ({dataset.user_num - 1} users, {dataset.item_num - 1} items, "
-                        f"{len(dataset)} training interactions)"
-                    )
-                    for line in header(args, config, dataset_line):
-                        emit(line)
-                report(path, measure(PATHS[path], entries, args), emit)
-        finally:
-            os.chdir(here)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(args.output, lambda f: f.write("\n".join(lines) + "\n"))
+    report = Report()
+    with scratch_dir() as workdir:
+        for index, path in enumerate(args.paths.split(",")):
+            entries = [(name, *build(args, model, settings, workdir)) for name, model, settings in models]
+            if index == 0:
+                config, train_data = entries[1][1], entries[1][2]
+                dataset = train_data._dataset
+                dataset_line = (
+                    f"{args.dataset} ({dataset.user_num - 1} users, {dataset.item_num - 1} items, "
+                    f"{len(dataset)} training interactions)"
+                )
+                header(args, config, dataset_line, report)
+            numbers = measure(PATHS[path], entries, args)
+            format_path(path, numbers, report.emit)
+    report.save(args.output)
 
 
 if __name__ == "__main__":

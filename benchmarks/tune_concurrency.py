@@ -35,6 +35,7 @@ from pathlib import Path
 import ray
 import recbole
 import torch
+from common import BUNDLED  # benchmarks/common.py
 
 from recbole_mm import Config, get_trainer
 from recbole_mm.files import replace_atomically
@@ -42,7 +43,6 @@ from recbole_mm.quick_start import _build
 from recbole_mm.record import describe_device
 from recbole_mm.tune.search import TuneSettings, plan_model, search_model
 
-BUNDLED = Path(recbole.__file__).parent / "dataset_example"
 
 
 def parse_args(argv=None):

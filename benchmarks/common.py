@@ -1,0 +1,92 @@
+"""What the speed benchmarks beside this file share: the data path, clocks, a scratch working
+folder and the report (printed as it goes, written atomically at the end, headed by the command,
+device, versions, seed and data)."""
+
+import contextlib
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import recbole
+import torch
+
+import recbole_mm
+from recbole_mm.files import replace_atomically
+from recbole_mm.record import describe_device
+
+BUNDLED = Path(recbole.__file__).parent / "dataset_example"
+
+
+def prepare(args):
+    """Apply ``args.threads`` (torch CPU threads, when given) and resolve ``args.data_path``
+    (default: RecBole's bundled datasets, which hold only ml-100k and a few toy sets)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.data_path is None:
+        if not (BUNDLED / args.dataset).is_dir():
+            raise SystemExit(f"dataset '{args.dataset}' is not bundled with RecBole; pass --data-path")
+        args.data_path = str(BUNDLED)
+    args.data_path = str(Path(args.data_path).resolve())
+
+
+def clocked(device, fn, *args, **kwargs):
+    """(result, wall seconds, process CPU seconds) of ``fn(*args, **kwargs)``, waiting for the
+    device to finish. On a shared CPU, CPU seconds leave out the time other processes held the
+    cores; on a GPU they count only the host's work."""
+    synchronize = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda _: None
+    synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args, **kwargs)
+    synchronize(device)
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+@contextlib.contextmanager
+def scratch_dir():
+    """Work in a temporary folder (yielded): RecBole's Trainer writes ``./log_tensorboard`` and
+    that must not land in the caller's folder."""
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as workdir:
+        os.chdir(workdir)
+        try:
+            yield workdir
+        finally:
+            os.chdir(here)
+
+
+class Report:
+    """Lines printed as they come and kept for :meth:`save`."""
+
+    def __init__(self):
+        self.lines = []
+
+    def emit(self, line=""):
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def head(self, title, args, device, dataset_line):
+        """The first lines: title, the command as run, device and versions, seed, data."""
+        script = Path(sys.argv[0])
+        command = " ".join(["python", f"benchmarks/{script.name}"] + sys.argv[1:])
+        versions = (
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"python {platform.python_version()}; recbole {recbole.__version__}; "
+            f"recbole_mm {recbole_mm.__version__}"
+        )
+        for line in (
+            f"# {title} (benchmarks/{script.name})",
+            f"command: {command}",
+            f"device: {describe_device(device)}; {versions}",
+            f"seed: {args.seed}",
+            f"dataset: {dataset_line}",
+        ):
+            self.emit(line)
+
+    def save(self, path):
+        """Write the lines to ``path`` (atomically) when ``path`` is given."""
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            replace_atomically(path, lambda f: f.write("\n".join(self.lines) + "\n"))
