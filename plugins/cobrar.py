@@ -17,11 +17,13 @@ from torch.nn.init import xavier_normal_, zeros_
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
+from recbole_mm.model.eval_cache import EvalCache
+
 INTER_MATRIX_TYPES = ("01", "rating")
 SCORES = ("cosine", "dot")
 
 
-class CoBraR(GeneralRecommender):
+class CoBraR(EvalCache, GeneralRecommender):
     r"""CoBraR: user and item encoders that share one multi-layer branch.
 
     Let :math:`R \in \mathbb{R}^{N \times M}` be the training interaction matrix (``N = n_users``,
@@ -125,7 +127,6 @@ class CoBraR(GeneralRecommender):
         # g: the single collaborative branch, shared by users and items
         self.branch = self._build_branch()
 
-        self._item_cache = None  # normalised embeddings of all items, (n_items, embedding_size)
         self.apply(self._init_weights)
 
     # ------------------------------------------------------------------ building
@@ -280,16 +281,6 @@ class CoBraR(GeneralRecommender):
         return self._score((user_e * item_e).sum(dim=-1))
 
     # ------------------------------------------------------------------ RecBole API
-    def train(self, mode=True):
-        """Switch train/eval mode; drops the cached item embeddings."""
-        self._item_cache = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args, **kwargs):
-        """``nn.Module.load_state_dict``; drops the cached item embeddings."""
-        self._item_cache = None
-        return super().load_state_dict(*args, **kwargs)
-
     def calculate_loss(self, interaction):
         r"""Mean over the batch's positives of :math:`-\ln \hat y^+ - \sum_k \ln(1 - \hat y^-_k)`.
 
@@ -299,7 +290,7 @@ class CoBraR(GeneralRecommender):
         Returns:
             torch.FloatTensor: scalar loss.
         """
-        self._item_cache = None  # weights are about to change
+        self.drop_eval_cache()  # weights are about to change
         user = interaction[self.USER_ID]
         item = interaction[self.ITEM_ID]
         label = interaction[self.LABEL].float()
@@ -314,13 +305,13 @@ class CoBraR(GeneralRecommender):
     def _all_item_embeddings(self):
         """Embeddings of all items (unit-norm for cosine scores), ``[n_items, embedding_size]``;
         cached in eval mode."""
-        if self._item_cache is not None:
-            return self._item_cache
-        projected = self._linear_on_csr("item", self.item_indptr, self.item_indices, self.item_values)
-        embedding = self._normalize(self.branch(projected))
-        if not self.training:
-            self._item_cache = embedding.detach()
-        return embedding
+        return self.evaluation_cached(
+            lambda: self._normalize(
+                self.branch(
+                    self._linear_on_csr("item", self.item_indptr, self.item_indices, self.item_values)
+                )
+            )
+        )
 
     def full_sort_predict(self, interaction):
         """Scores of the batch's users against every item.

@@ -53,6 +53,7 @@ from recbole.utils import InputType
 from torch import nn
 
 from recbole_mm.layers.fusion import Fusion, ModalityProjection
+from recbole_mm.model.eval_cache import EvalCache
 from recbole_mm.model.multimodal import MultimodalRecommender, feature_store
 from recbole_mm.search.data import SearchError, SearchLog
 from recbole_mm.search.evaluation import SearchEvaluator, search_metric_names
@@ -82,7 +83,7 @@ def text_encoder_settings(config, modality_names):
     )
 
 
-class UnifiedSearchRec(MultimodalRecommender):
+class UnifiedSearchRec(EvalCache, MultimodalRecommender):
     """Multi-task search + recommendation over one multimodal item space (see the module doc)."""
 
     input_type = InputType.PAIRWISE
@@ -141,7 +142,6 @@ class UnifiedSearchRec(MultimodalRecommender):
         if self.loss_weighting == "uncertainty":
             self.log_variance = nn.Parameter(torch.zeros(2))
         self.generator = torch.Generator().manual_seed(int(config["seed"]))
-        self._item_cache = None
 
     def _check_options(self):
         if self.loss_weighting not in LOSS_WEIGHTINGS:
@@ -167,18 +167,16 @@ class UnifiedSearchRec(MultimodalRecommender):
     # ------------------------------------------------------------------ representations
     def item_vectors(self):
         """Fused item representations [n, d]; cached in eval mode."""
-        if self._item_cache is not None:
-            return self._item_cache
+        return self.evaluation_cached(self._fused_items)
+
+    def _fused_items(self):
         inputs = [self.item_embedding.weight] + [projection() for projection in self.projections]
         if self.early_fusion:
             features = self.item_features
             inputs.append(self.early(torch.cat(
                 [F.normalize(features[name], dim=-1) for name in self.modality_names], dim=-1
             )))
-        vectors = self.fusion(torch.stack(inputs), self.input_masks)
-        if not self.training:
-            self._item_cache = vectors.detach()
-        return vectors
+        return self.fusion(torch.stack(inputs), self.input_masks)
 
     def query_vectors(self, query_features, users=None):
         """Queries in the item space [B, d] from text vectors [B, t] (+ users [B] if personalised)."""
@@ -186,14 +184,6 @@ class UnifiedSearchRec(MultimodalRecommender):
         if self.personalized and users is not None:
             vectors = vectors + self.user_to_query(self.user_embedding(users))
         return vectors
-
-    def train(self, mode=True):
-        self._item_cache = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args, **kwargs):
-        self._item_cache = None
-        return super().load_state_dict(*args, **kwargs)
 
     # ------------------------------------------------------------------ losses
     def recommendation_loss(self, interaction, items):
@@ -226,7 +216,7 @@ class UnifiedSearchRec(MultimodalRecommender):
         return F.cross_entropy(logits, torch.arange(len(rows), device=logits.device))
 
     def calculate_loss(self, interaction):
-        self._item_cache = None
+        self.drop_eval_cache()
         items = self.item_vectors()
         losses = {}
         if self.weights["rec"] > 0:

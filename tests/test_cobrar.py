@@ -269,7 +269,7 @@ def test_full_sort_predict_equals_predict_for_every_pair(fast_config):
     with torch.no_grad():
         full = model.full_sort_predict(Interaction({"user_id": users}))
         assert full.shape == (n_users * n_items,)
-        assert model._item_cache.shape == (n_items, SMALL["embedding_size"])
+        assert model._eval_cache.shape == (n_items, SMALL["embedding_size"])
         # a second batch of users reuses the cached item embeddings and agrees with the first call
         again = model.full_sort_predict(Interaction({"user_id": users[5:9]}))
         pairs = model.predict(
@@ -287,16 +287,16 @@ def test_full_sort_predict_equals_predict_for_every_pair(fast_config):
 
     # training invalidates the cache, so evaluation never ranks with stale item embeddings
     model.train()
-    assert model._item_cache is None
+    assert model._eval_cache is None
     model.eval()
     with torch.no_grad():
         model.full_sort_predict(Interaction({"user_id": users[:2]}))
-    assert model._item_cache is not None
+    assert model._eval_cache is not None
     batch = Interaction(
         {"user_id": users[1:3], "item_id": torch.tensor([1, 2]), "label": torch.tensor([1.0, 0.0])}
     )
     model.calculate_loss(batch)
-    assert model._item_cache is None
+    assert model._eval_cache is None
 
 
 # ------------------------------------------------------------------ (d) end-to-end training

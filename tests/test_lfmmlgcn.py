@@ -155,6 +155,19 @@ def test_full_sort_matches_pairwise_scores(fast_config, feature_path):
     torch.testing.assert_close(full, model.predict(pairs).view(3, -1))
 
 
+def test_evaluation_cache_never_serves_stale_embeddings(fast_config, feature_path):
+    """Kept while evaluating; new weights (loaded in eval mode, or a training step) recompute it."""
+    model, _ = _built(fast_config, feature_path)
+    first = model.final_embeddings()
+    assert model.final_embeddings() is first  # eval mode: computed once
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["item_embedding.weight"] += 1.0
+    model.load_state_dict(state)  # still in eval mode
+    reloaded = model.final_embeddings()
+    torch.testing.assert_close(reloaded[1], model.train().forward()[1].detach())
+    assert not torch.equal(reloaded[1], first[1])
+
+
 @pytest.mark.parametrize("model, options", [
     ("LFMMLGCN", {"projection": "frozen", "fusion": "mean"}),
     ("LFMMLGCN", {"projection": "unfrozen", "fusion": "concat", "weighting": "alpha"}),

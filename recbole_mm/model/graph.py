@@ -13,10 +13,11 @@ from torch import nn
 
 from recbole_mm.layers import normalized_adjacency
 from recbole_mm.layers.fusion import ModalityProjection
+from recbole_mm.model.eval_cache import EvalCache
 from recbole_mm.model.multimodal import MultimodalRecommender
 
 
-class MultimodalGraphRecommender(MultimodalRecommender):
+class MultimodalGraphRecommender(EvalCache, MultimodalRecommender):
     """Base of LightGCN-style multimodal models (BPR-trained, dot-product scored).
 
     Config keys: ``embedding_size``, ``n_layers``, ``reg_weight``, ``projection`` (see
@@ -53,7 +54,6 @@ class MultimodalGraphRecommender(MultimodalRecommender):
             normalized_adjacency(dataset.inter_matrix(form="coo").astype("float32")),
             persistent=False,
         )
-        self._cache = None  # (users, items) final embeddings while evaluating
 
     def forward(self):
         """Final embeddings: users [n_users, d], items [n_items, d]."""
@@ -63,14 +63,9 @@ class MultimodalGraphRecommender(MultimodalRecommender):
         """The batch's layer-0 embeddings the L2 term penalises (list of tensors [B, d])."""
         return [self.user_embedding(user), self.item_embedding(pos_item), self.item_embedding(neg_item)]
 
-    def train(self, mode=True):
-        """Switch mode; the cached evaluation embeddings are dropped."""
-        self._cache = None
-        return super().train(mode)
-
     def calculate_loss(self, interaction):
         """BPR loss + ``reg_weight`` x squared L2 of the batch's layer-0 embeddings / (2 B)."""
-        self._cache = None
+        self.drop_eval_cache()
         user = interaction[self.USER_ID]
         pos_item = interaction[self.ITEM_ID]
         neg_item = interaction[self.NEG_ITEM_ID]
@@ -82,11 +77,7 @@ class MultimodalGraphRecommender(MultimodalRecommender):
 
     def final_embeddings(self):
         """``forward()``, cached while the model is in eval mode."""
-        if self.training:
-            return self.forward()
-        if self._cache is None:
-            self._cache = tuple(e.detach() for e in self.forward())
-        return self._cache
+        return self.evaluation_cached(self.forward)
 
     def predict(self, interaction):
         """Scores of the (user, item) pairs: [B]."""
