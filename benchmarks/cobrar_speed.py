@@ -25,12 +25,11 @@ it, so a converted split (``benchmark_filename``) is used as is. On a GPU the CP
 the host's work. This is a benchmark, not a test: nothing here asserts a speed.
 """
 
-import argparse
 import statistics
 from pathlib import Path
 
 import torch
-from common import BUNDLED, Report, clocked, prepare, scratch_dir  # benchmarks/common.py
+from common import Report, argument_parser, clocked, prepare, scratch_dir  # benchmarks/common.py
 from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
@@ -48,21 +47,10 @@ def _int_list(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--dataset", default="ml-100k", help="dataset name (atomic files <data-path>/<dataset>/)"
-    )
-    parser.add_argument(
-        "--data-path",
-        help=f"folder holding the dataset folder (default: RecBole's bundled {BUNDLED})",
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=3, help="training epochs per model and path")
     parser.add_argument(
         "--trainers", default="stock,fast", help=f"comma-separated, of {', '.join(TRAINERS)}"
-    )
-    parser.add_argument("--seed", type=int, default=2020)
-    parser.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: the config's choice)"
     )
     parser.add_argument(
         "--branch-layers",
@@ -75,12 +63,6 @@ def parse_args(argv=None):
     parser.add_argument(
         "--train-batch-size", type=int, help="rows per training batch (default: CoBraR.yaml)"
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="torch CPU threads (default: torch's); 1 steadies timings on a shared machine",
-    )
-    parser.add_argument("--output", help="also write the report to this file")
     args = parser.parse_args(argv)
     unknown = [name for name in args.trainers.split(",") if name not in TRAINERS]
     if unknown:

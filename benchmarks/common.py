@@ -2,6 +2,7 @@
 folder and the report (printed as it goes, written atomically at the end, headed by the command,
 device, versions, seed and data)."""
 
+import argparse
 import contextlib
 import os
 import platform
@@ -18,6 +19,30 @@ from recbole_mm.files import replace_atomically
 from recbole_mm.record import describe_device
 
 BUNDLED = Path(recbole.__file__).parent / "dataset_example"
+
+
+def argument_parser(doc):
+    """An ``ArgumentParser`` described by ``doc``'s first paragraph, with the options every
+    benchmark takes: ``--dataset``, ``--data-path``, ``--seed``, ``--device``, ``--threads``,
+    ``--output``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument(
+        "--dataset", default="ml-100k", help="dataset name (atomic files <data-path>/<dataset>/)"
+    )
+    parser.add_argument(
+        "--data-path", help=f"folder holding the dataset folder (default: RecBole's bundled {BUNDLED})"
+    )
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: the config's choice)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's); 1 steadies timings on a shared machine",
+    )
+    parser.add_argument("--output", help="also write the report to this file")
+    return parser
 
 
 def prepare(args):

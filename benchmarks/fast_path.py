@@ -18,13 +18,12 @@ set over its level at the start of the phase (sampled every 2 ms), so it reads a
 this phase needed". This is a benchmark, not a test: nothing here asserts a speed.
 """
 
-import argparse
 import statistics
 import threading
 
 import psutil
 import torch
-from common import BUNDLED, Report, clocked, prepare, scratch_dir  # benchmarks/common.py
+from common import Report, argument_parser, clocked, prepare, scratch_dir  # benchmarks/common.py
 from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
@@ -34,20 +33,9 @@ from recbole_mm.fast_path import FastTrainer
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--dataset", default="ml-100k", help="dataset name (atomic files <data-path>/<dataset>/)"
-    )
-    parser.add_argument(
-        "--data-path",
-        help=f"folder holding the dataset folder (default: RecBole's bundled {BUNDLED})",
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--models", default="LightGCN,BPR", help="comma-separated model names")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs per path")
-    parser.add_argument("--seed", type=int, default=2020)
-    parser.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: the config's choice)"
-    )
     parser.add_argument("--train-batch-size", type=int, default=2048)
     parser.add_argument(
         "--eval-batch-size",
@@ -55,12 +43,6 @@ def parse_args(argv=None):
         default=None,
         help="scores per evaluation batch (default: recbole_mm's overall.yaml)",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="torch CPU threads (default: torch's); 1 steadies timings on a shared machine",
-    )
-    parser.add_argument("--output", help="also write the report to this file")
     return parser.parse_args(argv)
 
 

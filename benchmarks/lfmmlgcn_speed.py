@@ -21,11 +21,10 @@ Examples::
         --modalities all-MiniLM-L6-v2,vggish,whisper --device cuda
 """
 
-import argparse
 import statistics
 
 import torch
-from common import BUNDLED, Report, clocked, prepare, scratch_dir  # benchmarks/common.py
+from common import Report, argument_parser, clocked, prepare, scratch_dir  # benchmarks/common.py
 from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
@@ -46,11 +45,7 @@ PATHS = {"stock": Trainer, "fast": FastTrainer}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="ml-100k", help="dataset name")
-    parser.add_argument(
-        "--data-path", help=f"folder holding the dataset folder (default: RecBole's bundled {BUNDLED})"
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--modalities",
         help="comma-separated feature sets of the dataset's feature store (default: the dataset "
@@ -70,10 +65,6 @@ def parse_args(argv=None):
     parser.add_argument("--embedding-size", type=int, default=64)
     parser.add_argument("--n-layers", type=int, default=2)
     parser.add_argument("--train-batch-size", type=int, default=2048)
-    parser.add_argument("--seed", type=int, default=2020)
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: the config's)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--output", help="also write the report to this file")
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     unknown += [p for p in args.paths.split(",") if p not in PATHS]
