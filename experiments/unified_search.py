@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 
 import torch
-from recbole.data import data_preparation
 
 from recbole_mm.config import Config
 from recbole_mm.dataset_tools.encoders.text import TextEncoder
@@ -34,7 +33,7 @@ from recbole_mm.dataset_tools.extract import item_texts
 from recbole_mm.files import replace_atomically
 from recbole_mm.model.multimodal import feature_store, load_item_features
 from recbole_mm.plugins.unifiedsearchrec import text_encoder_settings
-from recbole_mm.quick_start import create_dataset, run
+from recbole_mm.quick_start import load_data, run
 from recbole_mm.record import describe_device
 from recbole_mm.search.baselines import BM25Search, DenseSearch
 from recbole_mm.search.data import SearchLog
@@ -83,7 +82,7 @@ def train_variants(args, out):
 def evaluate_baselines(args):
     """Test search metrics of BM25 and the frozen dense retriever ({name: {"test": ...}})."""
     config = Config(MODEL, args.dataset, args.config_files, _config_dict(args))
-    train, _, test = data_preparation(config, create_dataset(config))
+    _, train, _, test = load_data(config)  # the split the trained runs saw
     dataset = train._dataset
     log = SearchLog(config, dataset)
     metrics, topk = search_metric_names(config)

@@ -44,15 +44,25 @@ def get_trainer(config):
     return trainer
 
 
-def _build(config):
-    """Seed, log, load the data and build the model for ``config``."""
+def load_data(config):
+    """Seed, log and load the data of ``config`` exactly as :func:`run` does, so that anything
+    evaluated beside a run (a baseline, a report) sees the same split.
+
+    Returns:
+        tuple: ``(dataset, train_data, valid_data, test_data)``.
+    """
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = logging.getLogger()
     logger.info(config)
     dataset = create_dataset(config)
     logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    return (dataset, *data_preparation(config, dataset))
+
+
+def _build(config):
+    """Seed, log, load the data and build the model for ``config``."""
+    dataset, train_data, valid_data, test_data = load_data(config)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])
     return dataset, train_data, valid_data, test_data, model

@@ -12,7 +12,7 @@ from recbole_mm.cli import main
 from recbole_mm.config import Config
 from recbole_mm.dataset_tools.extract import extract_text
 from recbole_mm.plugins.unifiedsearchrec import UnifiedSearchRec
-from recbole_mm.quick_start import _build, run
+from recbole_mm.quick_start import _build, load_data, run
 from recbole_mm.search.data import (
     SearchError,
     queries_from_items,
@@ -96,6 +96,12 @@ def test_searches_follow_the_interaction_split(search_data, workdir):
     test_pairs = set(zip(test._dataset.inter_feat["user_id"].tolist(), test._dataset.inter_feat["item_id"].tolist()))
     assert {(log.users[r], log.items[r]) for r in splits[2]} == test_pairs
     assert len(model.train_search_items) == len(splits[0])
+
+    # what is evaluated beside a run (the search baselines) loads the run's split, whatever
+    # random numbers were drawn before
+    torch.rand(100), np.random.rand(100)
+    _, _, _, again = load_data(Config("UnifiedSearchRec", "ml-small", config_dict=_config(search_data, workdir)))
+    assert sorted(log.split(again._dataset).tolist()) == sorted(splits[2])
 
 
 def test_search_evaluator_by_hand():
