@@ -28,11 +28,8 @@ the host's work. This is a benchmark, not a test: nothing here asserts a speed.
 import statistics
 from pathlib import Path
 
-import torch
-from common import Report, argument_parser, clocked, prepare, scratch_dir  # benchmarks/common.py
-from recbole.data import data_preparation
+from common import Report, argument_parser, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
 from recbole.trainer import Trainer
-from recbole.utils import init_seed
 
 from recbole_mm import Config, create_dataset
 from recbole_mm.fast_path import FastTrainer
@@ -107,21 +104,7 @@ def configs(args, checkpoint_dir):
         "learning_rate": cobrar["learning_rate"],
     }
     dmf = Config("DMF", args.dataset, files, {**shared, **same_rows, **dmf_like(cobrar)})
-    if args.device != "auto":
-        for config in (cobrar, dmf):
-            config["device"] = torch.device(args.device)
-            config["use_gpu"] = config["device"].type == "cuda"
-    return {"CoBraR": cobrar, "DMF": dmf}
-
-
-def build(config):
-    """Data loaders and a freshly seeded model for ``config``: (dataset, train, test, model)."""
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, _, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset).to(config["device"])
-    return dataset, train_data, test_data, model
+    return {"CoBraR": on_device(cobrar, args.device), "DMF": on_device(dmf, args.device)}
 
 
 def run_path(trainer_class, configs_by_model):

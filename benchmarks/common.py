@@ -13,8 +13,11 @@ from pathlib import Path
 
 import recbole
 import torch
+from recbole.data import data_preparation
+from recbole.utils import init_seed
 
 import recbole_mm
+from recbole_mm import create_dataset
 from recbole_mm.files import replace_atomically
 from recbole_mm.record import describe_device
 
@@ -55,6 +58,25 @@ def prepare(args):
             raise SystemExit(f"dataset '{args.dataset}' is not bundled with RecBole; pass --data-path")
         args.data_path = str(BUNDLED)
     args.data_path = str(Path(args.data_path).resolve())
+
+
+def on_device(config, device):
+    """Point ``config`` at ``device`` (``"auto"``: leave the config's choice); returns it."""
+    if device != "auto":
+        config["device"] = torch.device(device)
+        config["use_gpu"] = config["device"].type == "cuda"
+    return config
+
+
+def build(config):
+    """Data and a freshly seeded model for ``config``, as every path of a benchmark gets them
+    (same seed: same split and same initial weights): (dataset, train, test, model)."""
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, _, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = config.model_class(config, train_data._dataset).to(config["device"])
+    return dataset, train_data, test_data, model
 
 
 def clocked(device, fn, *args, **kwargs):

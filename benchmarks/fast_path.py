@@ -23,12 +23,10 @@ import threading
 
 import psutil
 import torch
-from common import Report, argument_parser, clocked, prepare, scratch_dir  # benchmarks/common.py
-from recbole.data import data_preparation
+from common import Report, argument_parser, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
 from recbole.trainer import Trainer
-from recbole.utils import init_seed
 
-from recbole_mm import Config, create_dataset
+from recbole_mm import Config
 from recbole_mm.fast_path import FastTrainer
 
 
@@ -89,7 +87,7 @@ def timed(device, fn, *args, **kwargs):
     return result, wall
 
 
-def build(args, model, checkpoint_dir):
+def build_path(args, model, checkpoint_dir):
     """Config, data, loaders and a fresh model (same seed, so same initial weights) for a path."""
     config_dict = {
         "data_path": args.data_path,
@@ -105,16 +103,8 @@ def build(args, model, checkpoint_dir):
     }
     if args.eval_batch_size:
         config_dict["eval_batch_size"] = args.eval_batch_size
-    config = Config(model, args.dataset, config_dict=config_dict)
-    if args.device != "auto":
-        config["device"] = torch.device(args.device)
-        config["use_gpu"] = config["device"].type == "cuda"
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, _, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model_obj = config.model_class(config, train_data._dataset).to(config["device"])
-    return config, dataset, train_data, test_data, model_obj
+    config = on_device(Config(model, args.dataset, config_dict=config_dict), args.device)
+    return (config, *build(config))
 
 
 def run_path(trainer_class, config, train_data, test_data, model):
@@ -211,12 +201,12 @@ def main(argv=None):
     report = Report()
     with scratch_dir() as workdir:
         for index, model in enumerate(models):
-            config, dataset, train_data, test_data, stock_model = build(args, model, workdir)
+            config, dataset, train_data, test_data, stock_model = build_path(args, model, workdir)
             if index == 0:
                 header(args, config, dataset, report)
             stock = run_path(Trainer, config, train_data, test_data, stock_model)
             parity = evaluator_parity(config, stock_model, test_data, stock["result"])
-            config, _, train_data, test_data, fast_model = build(args, model, workdir)
+            config, _, train_data, test_data, fast_model = build_path(args, model, workdir)
             fast = run_path(FastTrainer, config, train_data, test_data, fast_model)
             report_model(model, stock, fast, parity, report.emit)
     report.save(args.output)

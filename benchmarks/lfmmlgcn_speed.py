@@ -23,13 +23,10 @@ Examples::
 
 import statistics
 
-import torch
-from common import Report, argument_parser, clocked, prepare, scratch_dir  # benchmarks/common.py
-from recbole.data import data_preparation
+from common import Report, argument_parser, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
 from recbole.trainer import Trainer
-from recbole.utils import init_seed
 
-from recbole_mm import Config, create_dataset
+from recbole_mm import Config
 from recbole_mm.fast_path import FastTrainer
 
 # LF-MMLGCN settings per variant name (the rest: properties/model/LFMMLGCN.yaml)
@@ -73,7 +70,7 @@ def parse_args(argv=None):
     return args
 
 
-def build(args, model, settings, checkpoint_dir):
+def build_entry(args, model, settings, checkpoint_dir):
     """(config, train_data, test_data, model) for one model, seeded as every other."""
     config_dict = {
         "data_path": args.data_path,
@@ -95,14 +92,8 @@ def build(args, model, settings, checkpoint_dir):
         config_dict["modalities"] = args.modalities.split(",")
     if args.feature_path:
         config_dict["feature_path"] = args.feature_path
-    config = Config(model, args.dataset, config_dict=config_dict)
-    if args.device != "auto":
-        config["device"] = torch.device(args.device)
-        config["use_gpu"] = config["device"].type == "cuda"
-    init_seed(config["seed"], config["reproducibility"])
-    train_data, _, test_data = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], config["reproducibility"])
-    model_obj = config.model_class(config, train_data._dataset).to(config["device"])
+    config = on_device(Config(model, args.dataset, config_dict=config_dict), args.device)
+    _, train_data, test_data, model_obj = build(config)
     return config, train_data, test_data, model_obj
 
 
@@ -207,7 +198,7 @@ def main(argv=None):
     report = Report()
     with scratch_dir() as workdir:
         for index, path in enumerate(args.paths.split(",")):
-            entries = [(name, *build(args, model, settings, workdir)) for name, model, settings in models]
+            entries = [(name, *build_entry(args, model, settings, workdir)) for name, model, settings in models]
             if index == 0:
                 config, train_data = entries[1][1], entries[1][2]
                 dataset = train_data._dataset
