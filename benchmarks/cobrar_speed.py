@@ -28,7 +28,7 @@ the host's work. This is a benchmark, not a test: nothing here asserts a speed.
 import statistics
 from pathlib import Path
 
-from common import Report, argument_parser, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
+from common import Report, argument_parser, base_settings, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
 from recbole.trainer import Trainer
 
 from recbole_mm import Config, create_dataset
@@ -69,17 +69,7 @@ def parse_args(argv=None):
 
 def base_config(args, checkpoint_dir):
     """Config keys shared by both models (dict): data, device, seed, sampling, evaluation."""
-    config_dict = {
-        "data_path": args.data_path,
-        "checkpoint_dir": checkpoint_dir,
-        "seed": args.seed,
-        "epochs": args.epochs,
-        "metrics": ["NDCG"],
-        "topk": [5],
-        "valid_metric": "NDCG@5",
-        "state": "WARNING",
-        "show_progress": False,
-    }
+    config_dict = base_settings(args, checkpoint_dir, ["NDCG"], 5)
     for key, value in (
         ("branch_layers", args.branch_layers),
         ("projection_size", args.projection_size),

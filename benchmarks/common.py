@@ -60,6 +60,22 @@ def prepare(args):
     args.data_path = str(Path(args.data_path).resolve())
 
 
+def base_settings(args, checkpoint_dir, metrics, k):
+    """Config keys every benchmarked model gets (dict): data, checkpoints, seed, epochs, quiet
+    logging, ``metrics`` at top-``k`` and NDCG@k as the validation metric."""
+    return {
+        "data_path": args.data_path,
+        "checkpoint_dir": checkpoint_dir,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "metrics": metrics,
+        "topk": [k],
+        "valid_metric": f"NDCG@{k}",
+        "state": "WARNING",
+        "show_progress": False,
+    }
+
+
 def on_device(config, device):
     """Point ``config`` at ``device`` (``"auto"``: leave the config's choice); returns it."""
     if device != "auto":

@@ -23,7 +23,7 @@ import threading
 
 import psutil
 import torch
-from common import Report, argument_parser, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
+from common import Report, argument_parser, base_settings, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
 from recbole.trainer import Trainer
 
 from recbole_mm import Config
@@ -90,16 +90,8 @@ def timed(device, fn, *args, **kwargs):
 def build_path(args, model, checkpoint_dir):
     """Config, data, loaders and a fresh model (same seed, so same initial weights) for a path."""
     config_dict = {
-        "data_path": args.data_path,
-        "checkpoint_dir": checkpoint_dir,
-        "seed": args.seed,
-        "epochs": args.epochs,
+        **base_settings(args, checkpoint_dir, ["Recall", "NDCG"], 20),
         "train_batch_size": args.train_batch_size,
-        "metrics": ["Recall", "NDCG"],
-        "topk": [20],
-        "valid_metric": "NDCG@20",
-        "state": "WARNING",
-        "show_progress": False,
     }
     if args.eval_batch_size:
         config_dict["eval_batch_size"] = args.eval_batch_size

@@ -23,7 +23,7 @@ Examples::
 
 import statistics
 
-from common import Report, argument_parser, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
+from common import Report, argument_parser, base_settings, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
 from recbole.trainer import Trainer
 
 from recbole_mm import Config
@@ -73,19 +73,11 @@ def parse_args(argv=None):
 def build_entry(args, model, settings, checkpoint_dir):
     """(config, train_data, test_data, model) for one model, seeded as every other."""
     config_dict = {
-        "data_path": args.data_path,
-        "checkpoint_dir": checkpoint_dir,
-        "seed": args.seed,
-        "epochs": args.epochs,
+        **base_settings(args, checkpoint_dir, ["Recall", "NDCG"], 20),
         "embedding_size": args.embedding_size,
         "n_layers": args.n_layers,
         "reg_weight": 1e-4,
         "train_batch_size": args.train_batch_size,
-        "metrics": ["Recall", "NDCG"],
-        "topk": [20],
-        "valid_metric": "NDCG@20",
-        "state": "WARNING",
-        "show_progress": False,
         **settings,
     }
     if args.modalities:
