@@ -15,13 +15,14 @@ from recbole_mm.plugins.unifiedsearchrec import UnifiedSearchRec
 from recbole_mm.quick_start import _build, load_data, run
 from recbole_mm.search.data import (
     SearchError,
+    ensure_search_file,
     queries_from_items,
     read_search_file,
     write_search_file,
 )
 from recbole_mm.search.evaluation import SearchEvaluator
 
-from conftest import ML100K, write_ml100k_slice
+from conftest import ML100K, SHARED_DATASETS, write_ml100k_slice
 
 
 # ---------------------------------------------------------------- the .search file
@@ -66,6 +67,45 @@ def test_queries_come_from_genres_never_titles(search_data):
     assert frame["query"].nunique() < frame["item_id"].nunique() / 2  # shared by many items
     with pytest.raises(SearchError, match="choose one of"):
         queries_from_items(search_data / "ml-small", "movie_title_typo")
+
+
+def test_one_shared_tag_per_search_from_real_lastfm_tags(tmp_path):
+    """lastfm-2k: an artist's full tag list would name it alone; each search gets one of its tags
+    carried by enough artists, drawn with a seed, from the text table and the benchmark files."""
+    source = SHARED_DATASETS / "lastfm-2k" / "lfm2k_text.tsv"
+    if not source.is_file():
+        pytest.skip(f"{source} not available")
+    folder = tmp_path / "lfm"
+    folder.mkdir()
+    tags = pd.read_csv(source, sep="\t", dtype=str).head(60).rename(columns={"artistID": "item_id"})
+    tags.to_csv(folder / "lfm.text.tsv", sep="\t", index=False)
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 300), ("test", 100)):  # benchmark files, no single lfm.inter
+        rows = [f"{u}\t{i}" for u, i in zip(rng.integers(1, 40, n), rng.choice(tags["item_id"], n))]
+        (folder / f"lfm.{part}.inter").write_text("user_id:token\titem_id:token\n" + "\n".join(rows) + "\n")
+    recipe = dict(field="text", separator=",", pick="one", min_items=5, seed=7)
+    frame = queries_from_items(folder, **recipe)
+
+    item_tags = {item: set(text.split(",")) for item, text in zip(tags["item_id"], tags["text"])}
+    carried = pd.Series([t for values in item_tags.values() for t in values]).value_counts()
+    assert len(frame) <= 400 and frame["query"].nunique() > 5
+    for item, query in zip(frame["item_id"], frame["query"]):
+        assert query in item_tags[item]  # one of the artist's own tags...
+        assert carried[query] >= 5  # ...shared by at least min_items artists
+    assert queries_from_items(folder, **recipe).equals(frame)  # seeded
+    assert not queries_from_items(folder, **dict(recipe, seed=8))["query"].equals(frame["query"])
+    whole = queries_from_items(folder, "text", separator=",")  # pick all: the whole tag list
+    assert whole["query"].nunique() > frame["query"].nunique()
+    with pytest.raises(SearchError, match="choose 'all' or 'one'"):
+        queries_from_items(folder, "text", pick="some")
+    with pytest.raises(SearchError, match=r"nor a column of lfm.text.tsv.*choose one of \['text'\]"):
+        queries_from_items(folder, "tags")
+    config = {"search_path": str(tmp_path / "lfm.search"), "data_path": str(folder), "dataset": "lfm",
+              "search_recipe": {"field": "text", "pick_one": True}}
+    with pytest.raises(SearchError, match=r"unknown key\(s\) \['pick_one'\]"):
+        ensure_search_file(config)
+    config["search_recipe"] = recipe
+    assert read_search_file(ensure_search_file(config))["query"].tolist() == frame["query"].tolist()
 
 
 def _config(search_data, workdir, **extra):

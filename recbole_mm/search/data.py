@@ -11,8 +11,11 @@ real query logs write it; :func:`queries_from_items` builds one for datasets wit
 Queries from item metadata follow the product-search protocol of Van Gysel et al. (2016) and Ai
 et al. (2017), who form queries from an item's category path: here, every interaction
 ``(user, item)`` becomes the search ``(user, query, item)`` whose query is the item's category
-tokens (MovieLens genres, Amazon categories, Last.fm tags) in lower case, e.g. "comedy romance".
-Such queries are shared by many items and never name the item (no unique titles).
+tokens (MovieLens genres, Amazon categories) in lower case, e.g. "comedy romance". Such queries
+are shared by many items and never name the item (no unique titles). Items with many categories
+(a Last.fm artist's dozens of tags, whose full list would name the artist alone) give each search
+one of their categories instead (``pick: one``), and categories of too few items can be left out
+(``min_items``).
 
 Splits: a search belongs to the split of its interaction ``(user, item)``: train, valid or test as
 RecBole split the interactions, so the search and recommendation tasks never see a test pair in
@@ -113,50 +116,107 @@ def read_search_file(path):
     return frame
 
 
-def queries_from_items(folder, field):
-    """Searches made from item metadata: one per interaction, query = the item's ``field`` tokens.
+RECIPE_KEYS = ("field", "separator", "pick", "min_items", "seed")
+
+
+def _item_categories(folder, field, separator):
+    """{item token: [category, ...]} from ``field`` of ``DATASET.item`` (a token or token_seq
+    field) or of ``DATASET.text.tsv`` (free text, split at ``separator`` when given)."""
+    from recbole_mm.dataset_tools.atomic import read_atomic, read_text_table
+
+    item_path, text_path = folder / f"{folder.name}.item", folder / f"{folder.name}.text.tsv"
+    choices = []
+    if item_path.is_file():
+        items, types = read_atomic(item_path)
+        if types.get(field) in ("token", "token_seq"):
+            values = items[field] if types[field] == "token_seq" else [[v] for v in items[field]]
+            return {
+                str(item): [str(t).replace("_", " ") for t in tokens]
+                for item, tokens in zip(items["item_id"], values)
+                if isinstance(tokens, (list, tuple, np.ndarray))
+            }
+        choices += [f for f, kind in types.items() if kind in ("token", "token_seq") and f != "item_id"]
+    if text_path.is_file():
+        table = read_text_table(text_path)
+        if field in table.columns[1:]:
+            return {
+                str(item): [part for part in (text.split(separator) if separator else [text]) if part.strip()]
+                for item, text in zip(table[table.columns[0]], table[field])
+            }
+        choices += list(table.columns[1:])
+    raise SearchError(
+        f"cannot build queries from field {field!r}: it is neither a token / token_seq field of "
+        f"{item_path.name} nor a column of {text_path.name} in {folder}; choose one of {choices}"
+    )
+
+
+def _read_interactions(folder):
+    """user_id, item_id (str) and timestamp (float or NaN) of ``DATASET.inter``, or of the
+    benchmark files ``DATASET.<part>.inter`` (train/valid/test) when there is no single file."""
+    from recbole_mm.dataset_tools.atomic import read_atomic
+
+    paths = [folder / f"{folder.name}.inter"]
+    if not paths[0].is_file():
+        paths = sorted(folder.glob(f"{folder.name}.*.inter"))
+    if not paths:
+        raise SearchError(f"cannot build queries: {folder} holds no {folder.name}.inter (nor benchmark .inter files)")
+    frames = []
+    for path in paths:
+        inter, types = read_atomic(path)
+        frames.append(pd.DataFrame({
+            "user_id": inter["user_id"].astype(str),
+            "item_id": inter["item_id"].astype(str),
+            "timestamp": inter["timestamp"].astype(float) if "timestamp" in types else np.nan,
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def queries_from_items(folder, field, separator=None, pick="all", min_items=1, seed=0):
+    """Searches made from item metadata: one per interaction, the query from the item's categories.
 
     Args:
-        folder (Path): the dataset folder (``DATASET.inter`` and ``DATASET.item``).
-        field (str): a ``token`` or ``token_seq`` field of ``DATASET.item`` (genres, categories,
-            tags).
+        folder (Path): the dataset folder (``DATASET.inter`` or its benchmark ``.inter`` files, and
+            ``DATASET.item`` or ``DATASET.text.tsv``).
+        field (str): the item's categories: a ``token`` / ``token_seq`` field of ``DATASET.item``
+            (genres, categories), or a column of ``DATASET.text.tsv`` (e.g. lastfm-2k's tags).
+        separator (str or None): splits a ``text.tsv`` column into categories (lastfm-2k: ",").
+        pick (str): ``all``: the query is all the item's categories ("comedy romance");
+            ``one``: each search draws one of them uniformly (items with many tags, whose full tag
+            list would name the item alone).
+        min_items (int): only categories carried by at least this many items of the interactions
+            make queries (a category of one item would name it); items left with none get no
+            searches.
+        seed (int): seed of the draws of ``pick: one``.
 
     Returns:
         pandas.DataFrame: user_id, query, item_id, timestamp (NaN without timestamps).
     """
-    from recbole_mm.dataset_tools.atomic import read_atomic
-
+    if pick not in ("all", "one"):
+        raise SearchError(f"search_recipe pick {pick!r}: choose 'all' or 'one'")
     folder = Path(folder)
-    item_path, inter_path = folder / f"{folder.name}.item", folder / f"{folder.name}.inter"
-    for path in (item_path, inter_path):
-        if not path.is_file():
-            raise SearchError(f"cannot build queries: {path} does not exist")
-    items, types = read_atomic(item_path)
-    if types.get(field) not in ("token", "token_seq"):
-        choices = [f for f, kind in types.items() if kind in ("token", "token_seq") and f != "item_id"]
-        raise SearchError(
-            f"cannot build queries from field {field!r} of {item_path}: it is not a token or "
-            f"token_seq field there; choose one of {choices}"
-        )
-    values = items[field] if types[field] == "token_seq" else [[v] for v in items[field]]
-    query_of = {
-        str(item): clean_query(" ".join(str(t).replace("_", " ") for t in tokens))
-        for item, tokens in zip(items["item_id"], values)
-        if isinstance(tokens, (list, tuple, np.ndarray)) and len(tokens)
+    frame = _read_interactions(folder)
+    categories = {
+        item: list(dict.fromkeys(clean_query(c) for c in values))
+        for item, values in _item_categories(folder, field, separator).items()
     }
-    inter, inter_types = read_atomic(inter_path)
-    frame = pd.DataFrame(
-        {
-            "user_id": inter["user_id"].astype(str),
-            "item_id": inter["item_id"].astype(str),
-            "timestamp": inter["timestamp"].astype(float) if "timestamp" in inter_types else np.nan,
-        }
-    )
-    frame["query"] = frame["item_id"].map(query_of)
+    used = set(frame["item_id"])
+    counts = pd.Series([c for item, values in categories.items() if item in used for c in values]).value_counts()
+    shared = set(counts.index[counts >= min_items])
+    categories = {item: [c for c in values if c in shared] for item, values in categories.items()}
+    categories = {item: values for item, values in categories.items() if values}
+    if pick == "all":
+        frame["query"] = frame["item_id"].map({item: " ".join(values) for item, values in categories.items()})
+    else:
+        rng = np.random.default_rng(seed)
+        frame["query"] = [
+            values[rng.integers(len(values))] if values else None
+            for values in (categories.get(item, []) for item in frame["item_id"])
+        ]
     kept = frame.dropna(subset=["query"])
     logger.info(
-        "Built %d searches from %s (%d distinct queries; %d interactions with items without %s)",
+        "Built %d searches from %s (%d distinct queries; %d interactions with items without %s%s)",
         len(kept), field, kept["query"].nunique(), len(frame) - len(kept), field,
+        f" carried by >= {min_items} items" if min_items > 1 else "",
     )
     return kept[list(COLUMNS)].reset_index(drop=True)
 
@@ -180,7 +240,10 @@ def ensure_search_file(config):
             "search_recipe: {field: <item field of categories/genres/tags>} to build queries "
             "from item metadata"
         )
-    write_search_file(path, queries_from_items(Path(config["data_path"]), recipe["field"]))
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise SearchError(f"search_recipe: unknown key(s) {unknown}; the keys are {list(RECIPE_KEYS)}")
+    write_search_file(path, queries_from_items(Path(config["data_path"]), **recipe))
     return path
 
 
