@@ -131,6 +131,10 @@ def parse_args(argv=None):
         "--confirm-seeds", default="2021,2022,2023",
         help="seeds of the confirmation runs of each chosen configuration ('' for none)",
     )
+    parser.add_argument(
+        "--extra-metrics", default="",
+        help="more metrics recorded for every run and tabled at k=20, e.g. ARP,LongTailShare ('' for none)",
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument(
         "--threads", type=int, default=1,
@@ -147,6 +151,7 @@ def parse_args(argv=None):
     if unknown:
         parser.error(f"unknown models {unknown}: choose from {list(MODELS)}")
     args.layers = [int(v) for v in args.layers.split(",")]
+    args.extra_metrics = [m for m in args.extra_metrics.split(",") if m]
     args.learning_rates = [float(v) for v in args.learning_rates.split(",")]
     args.reg_weights = [float(v) for v in args.reg_weights.split(",")]
     args.confirm_seeds = [int(v) for v in args.confirm_seeds.split(",") if v]
@@ -198,7 +203,7 @@ def train_one(args, dataset, label, layers, lr, reg, seed):
         "epochs": args.epochs,
         "stopping_step": args.stopping_step,
         "eval_step": 1,
-        "metrics": ["Precision", "Recall", "NDCG"],
+        "metrics": ["Precision", "Recall", "NDCG", *args.extra_metrics],
         "topk": KS,
         "valid_metric": "NDCG@20",
         "modalities": DATASETS[dataset]["modalities"],
@@ -378,6 +383,25 @@ def curves(dataset, chosen, layers):
     return lines
 
 
+def beyond_accuracy(dataset, chosen, labels, layers, metrics):
+    """The selected runs' ``metrics`` at k=20 on test, beside NDCG@20 and the training loss."""
+    keys = [f"{metric.lower()}@20" for metric in metrics]
+    lines = [
+        "| model | layers | best epoch | train loss (epoch sum) at best epoch | test NDCG@20 | "
+        + " | ".join(f"{metric}@20" for metric in metrics) + " |",
+        "|" + " --- |" * (5 + len(metrics)),
+    ]
+    for label, n in itertools.product(labels, layers):
+        run = chosen.get((dataset, label, n))
+        if run:
+            cells = " | ".join(f"{run['test_result'][key]:.4f}" for key in keys)
+            lines.append(
+                f"| {label} | {n} | {run['best_epoch'] + 1} | {run['train_loss'][run['best_epoch']]:.4f} "
+                f"| {run['test_result']['ndcg@20']:.4f} | {cells} |"
+            )
+    return lines
+
+
 def seed_table(dataset, runs, main_seed):
     """The configuration each model of :data:`CONFIRMED` chose on validation (main seed), tested
     with every seed: mean and standard deviation, and the seed-by-seed difference."""
@@ -434,16 +458,19 @@ def bar_chart(dataset, chosen, labels, layers, path):
 
 def command(args):
     """The command that makes these results, every setting spelled out (str)."""
+    out = Path(args.out)
+    out = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     return (
-        f"python experiments/lfmmlgcn_repro.py --datasets {','.join(args.datasets)} "
+        f"python experiments/lfmmlgcn_repro.py --datasets {','.join(args.datasets)} --out {out} "
         f"--models '{','.join(args.models)}' "
         f"--layers {','.join(map(str, args.layers))} "
         f"--learning-rates {','.join(f'{v:g}' for v in args.learning_rates)} "
         f"--reg-weights {','.join(f'{v:g}' for v in args.reg_weights)} --epochs {args.epochs} "
         f"--stopping-step {args.stopping_step} --embedding-size {args.embedding_size} "
         f"--train-batch-size {args.train_batch_size} --seed {args.seed} "
-        f"--confirm-seeds {','.join(map(str, args.confirm_seeds))} --device {args.device} "
+        f"--confirm-seeds '{','.join(map(str, args.confirm_seeds))}' --device {args.device} "
         f"--threads {args.threads}"
+        + (f" --extra-metrics {','.join(args.extra_metrics)}" if args.extra_metrics else "")
     )
 
 
@@ -499,6 +526,13 @@ def write_report(args):
             *curves(dataset, chosen, layers),
             "",
         ]
+        if args.extra_metrics:
+            lines += [
+                "### Beyond accuracy (test, k=20)",
+                "",
+                *beyond_accuracy(dataset, chosen, labels, layers, args.extra_metrics),
+                "",
+            ]
         bar_chart(dataset, chosen, labels, layers, Path(args.out) / f"{dataset}_k10.png")
     lines += [
         (
