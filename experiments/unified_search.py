@@ -1,9 +1,10 @@
 """Unified search + recommendation: UnifiedSearchRec against its baselines, both tasks.
 
-Regenerate (one dataset per call; finished runs are kept in OUTPUT/DATASET/runs and skipped):
+One dataset per call; finished runs are kept in OUTPUT/DATASET/runs and skipped. The commands of
+the committed results, with the conversion of their data, are in docs/results/unified_search/README.md::
 
-    python experiments/unified_search.py --dataset ml-100k --epochs 30
-    python experiments/unified_search.py --dataset ml-1m --data-path DATA --epochs 15
+    python experiments/unified_search.py --dataset ml-100k --epochs 20 --stopping-step 3 \
+        --config-files experiments/unified_search.yaml
 
 Methods, all on the same split (RecBole's, from the config; default: each user's interactions
 randomly split 80/10/10) and the same searches (``search_recipe``: queries from item genres):
@@ -68,6 +69,10 @@ def train_variants(args, out):
     results = {}
     for name, overrides in VARIANTS.items():
         path = out / "runs" / f"{_slug(name)}.json"
+        if name not in args.variants:
+            if path.is_file():
+                results[name] = json.loads(path.read_text())
+            continue
         if not path.is_file():
             config = dict(_config_dict(args), checkpoint_dir=str(out / "checkpoints"), **overrides)
             result = run(MODEL, args.dataset, config_file_list=args.config_files, config_dict=config)
@@ -124,7 +129,21 @@ def main(argv=None):
     parser.add_argument("--stopping-step", type=int, default=5)
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--output", default="docs/results/unified_search")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS),
+        help="the trained methods to run, comma-separated (default: all); finished runs of the others are still reported",
+    )
+    parser.add_argument(
+        "--threads", type=int,
+        help="torch CPU threads (default: torch's); 1 when other jobs share the CPU, where more threads wait on each other",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.variants = args.variants.split(",")
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}: choose from {list(VARIANTS)}")
     out = Path(args.output) / args.dataset
     results = train_variants(args, out)
     baselines, n_cases = evaluate_baselines(args)
