@@ -31,6 +31,7 @@ from recbole_mm.dataset_tools.atomic import (
 from recbole_mm.dataset_tools.convert import ConversionError, convert
 from recbole_mm.dataset_tools.convert.common import implicit, kcore, split_by_user
 from recbole_mm.files import replace_atomically
+from recbole_mm.search.data import read_search_file
 
 PARTS = ("train", "valid", "test")
 GENRES_100K = [
@@ -463,6 +464,27 @@ def test_table_csv_with_quotes_dates_and_item_table(tmp_path):
     assert item["genres"].to_dict() == {"b1": ["sci_fi", "classic"], "b2": []}
     text = read_text_table(folder / "t.text.tsv").set_index("item_id")
     assert text.loc["b1", "title"] == 'Tabs, commas and "quotes"'
+
+
+def test_table_query_log_becomes_a_search_file(tmp_path):
+    src = write(
+        tmp_path / "log.csv",
+        "user,item,query,time,stars\n"
+        "u1,a,Red  Shoes,10,5\nu1,b,,11,5\nu2,a,red shoes,12,4\nu2,c,running,13,5\nu3,c,trail,14,1\n",
+    )
+    summary = convert("table", src, tmp_path / "d", "q", user_col="user", item_col="item",
+                      query_col="query", time_col="time", rating_col="stars", implicit_threshold=3)
+    searches = read_search_file(tmp_path / "d" / "q" / "q.search")
+    # u3's interaction falls to the implicit threshold, and so does its search; the line without a
+    # query is an interaction only
+    assert list(zip(searches["user_id"], searches["query"], searches["item_id"])) == [
+        ("u1", "red shoes", "a"), ("u2", "red shoes", "a"), ("u2", "running", "c")]
+    assert searches["timestamp"].tolist() == [10.0, 12.0, 13.0]
+    assert summary["files"]["q.search"] == 3 and summary["files"]["q.inter"] == 4
+    assert "q.search" in (tmp_path / "d" / "q" / "q.yaml").read_text()
+    empty = write(tmp_path / "none.csv", "user,item,query\nu1,a,\n")
+    with pytest.raises(ConversionError, match="query column query is empty on every line"):
+        convert("table", empty, tmp_path / "e", "q", user_col="user", item_col="item", query_col="query")
 
 
 def test_table_parquet(tmp_path):

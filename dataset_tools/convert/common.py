@@ -9,6 +9,7 @@ every format shares and writes::
       DATASET.{train,valid,test}.inter  the same columns, one file per part (--split, --keep-split)
       DATASET.item, DATASET.user        categorical side features (token, token_seq, float)
       DATASET.text.tsv                  free text per item (not an atomic file, see below)
+      DATASET.search                    searches (user, query, item[, time]) of a real query log
       DATASET.yaml                      RecBole dataset config: fields, load_col, benchmark_filename
       features/                         pre-computed item feature matrices, in recbole_mm's
                                         feature store (one feature set per .npy, named after it)
@@ -50,6 +51,7 @@ import yaml
 from recbole_mm.data.features import FeatureError, FeatureStore
 from recbole_mm.dataset_tools.atomic import AtomicFileError, write_atomic, write_text_table
 from recbole_mm.files import replace_atomically
+from recbole_mm.search.data import write_search_file
 
 PARTS = ("train", "valid", "test")
 
@@ -71,6 +73,8 @@ class Source:
         item, user (pandas.DataFrame or None): side features, first column ``item_id`` /
             ``user_id``, typed by ``item_types`` / ``user_types`` ({column: atomic type}).
         text (pandas.DataFrame or None): ``item_id`` then free-text columns (str).
+        search (pandas.DataFrame or None): a query log, ``user_id``, ``query``, ``item_id`` and
+            optional ``timestamp``: each search led to an interaction of ``inter``.
         features (dict): {modality: {"path", "shape", "dtype"}} of item matrices (row r = item r).
         notes (list of str): facts the user should know (missing side files, dropped rows).
     """
@@ -82,6 +86,7 @@ class Source:
     user: pd.DataFrame = None
     user_types: dict = field(default_factory=dict)
     text: pd.DataFrame = None
+    search: pd.DataFrame = None
     features: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -522,7 +527,16 @@ def _present(table, column, ids):
     return table if len(table) else None
 
 
-def _write_files(folder, name, parts, inter_types, item, user, text, source, config):
+def _kept_searches(search, inter):
+    """The searches whose (user, item) is still an interaction after filtering; None if none."""
+    if search is None:
+        return None
+    kept = pd.MultiIndex.from_frame(inter[["user_id", "item_id"]])
+    search = search[pd.MultiIndex.from_frame(search[["user_id", "item_id"]]).isin(kept)]
+    return search if len(search) else None
+
+
+def _write_files(folder, name, parts, inter_types, item, user, text, source, config, search=None):
     """Write every file of the dataset into ``folder``; returns {file name: rows}."""
     files = {}
     for suffix, rows in parts.items():
@@ -536,6 +550,9 @@ def _write_files(folder, name, parts, inter_types, item, user, text, source, con
     if text is not None:
         write_text_table(folder / f"{name}.text.tsv", text)
         files[f"{name}.text.tsv"] = len(text)
+    if search is not None:
+        write_search_file(folder / f"{name}.search", search)
+        files[f"{name}.search"] = len(search)
     if source.features:
         store = FeatureStore(folder / "features")
         for modality, info in source.features.items():
@@ -566,7 +583,10 @@ def build(source, args):
     item = _present(source.item, "item_id", items)
     user = _present(source.user, "user_id", users)
     text = _present(source.text, "item_id", items)
+    search = _kept_searches(source.search, inter)
     extras = []
+    if search is not None:
+        extras.append(f"Searches: {args.name}.search (UnifiedSearchRec reads it; see recbole_mm.search.data)")
     if text is not None:
         extras.append(
             f"Free text per item: {args.name}.text.tsv (not an atomic file; RecBole ignores it)"
@@ -583,7 +603,7 @@ def build(source, args):
     with _staging(target) as folder:
         try:
             files = _write_files(
-                folder, args.name, parts, inter_types, item, user, text, source, config
+                folder, args.name, parts, inter_types, item, user, text, source, config, search
             )
         except AtomicFileError as error:  # name the final path, not the staging folder
             raise ConversionError(str(error).replace(str(folder), str(target))) from error

@@ -8,6 +8,11 @@ Columns: ``--user-col`` and ``--item-col`` (required), ``--rating-col`` (numbers
 ``--time-col`` (numbers, or dates that ``pandas.to_datetime`` reads, stored as seconds since
 1970-01-01 UTC).
 
+Query log: ``--query-col`` names a column of search queries. Each line with a query is also a
+search that led to its interaction: ``DATASET.search`` (user, query, item[, timestamp]; see
+:mod:`recbole_mm.search.data`) gets one row per such line, kept when its interaction survives the
+filters. Lines without a query are interactions only.
+
 Item side table: ``--item-table FILE`` (same formats), keyed by ``--item-id-col`` (default: the
 ``--item-col`` name). ``--item-text-cols title,description`` go to ``DATASET.text.tsv``;
 ``--item-token-cols genres,brand`` go to ``DATASET.item`` as ``token_seq`` columns, each value
@@ -41,6 +46,7 @@ def add_arguments(parser):
     parser.add_argument("--item-col", required=True, help="column of the item ids")
     parser.add_argument("--rating-col", help="column of the ratings (numbers)")
     parser.add_argument("--time-col", help="column of the times (numbers or dates)")
+    parser.add_argument("--query-col", help="column of search queries (a query log: DATASET.search)")
     parser.add_argument("--sep", help="field separator of text files (default: by file suffix)")
     parser.add_argument("--item-table", help="item side table (CSV/TSV/Parquet with a header)")
     parser.add_argument("--item-id-col", help="item id column of --item-table (default --item-col)")
@@ -99,7 +105,8 @@ def _columns(value):
 
 def load(args):
     """Read the table ``args.src`` (+ ``--item-table``) into a Source."""
-    columns = [args.user_col, args.item_col] + [c for c in (args.rating_col, args.time_col) if c]
+    optional = (args.rating_col, args.time_col, args.query_col)
+    columns = [args.user_col, args.item_col] + [c for c in optional if c]
     frame = read_table(args.src, args.sep, required=columns)
     path = require_file(args.src)
     inter = pd.DataFrame({"user_id": frame[args.user_col], "item_id": frame[args.item_col]})
@@ -115,6 +122,13 @@ def load(args):
     if args.time_col:
         inter["timestamp"] = _timestamps(frame, args.time_col, path)
     source = Source(inter=inter, inputs=[path])
+    if args.query_col:
+        searched = (frame[args.query_col].str.strip() != "").to_numpy()
+        if not searched.any():
+            raise ConversionError(f"{path}: the query column {args.query_col} is empty on every line.")
+        search = inter[searched].copy()
+        search["query"] = frame[args.query_col].to_numpy()[searched]
+        source.search = search
     text_columns = _columns(args.item_text_cols)
     token_columns = _columns(args.item_token_cols)
     if not args.item_table:
