@@ -7,7 +7,7 @@ the committed results, with the conversion of their data, are in docs/results/un
         --config-files experiments/unified_search.yaml
 
 Methods, all on the same split (RecBole's, from the config; default: each user's interactions
-randomly split 80/10/10) and the same searches (``search_recipe``: queries from item genres):
+randomly split 80/10/10) and the same searches (``search_recipe``: queries from item genres or tags):
 
 - ``multi-task``: UnifiedSearchRec, fixed weights (rec 1, search 0.1), selected on validation multitask_ndcg@10;
 - ``multi-task (uncertainty)``, ``multi-task (PCGrad)``: the other loss weightings;
