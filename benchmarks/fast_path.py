@@ -165,8 +165,8 @@ def header(args, config, dataset, report):
     report.emit(
         f"config: epochs={args.epochs} train_batch_size={config['train_batch_size']} "
         f"eval_batch_size={config['eval_batch_size']} learner={config['learner']} "
-        f"learning_rate={config['learning_rate']} "
-        f"train_neg_sample_args={config['train_neg_sample_args']}"
+        f"learning_rate={config['learning_rate']} optimizer_impl (fast path)="
+        f"{config['optimizer_impl']} train_neg_sample_args={config['train_neg_sample_args']}"
     )
     report.emit(
         "s/epoch: median epoch; eval: full-sort on the test set, 1st call (with one-time "

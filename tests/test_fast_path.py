@@ -223,6 +223,39 @@ def test_training_fallback_reasons(fast_config):
     assert training_fallback_reason(config, PluginBPR, train_data) is None
 
 
+# Optimizer implementation
+def _trained_parameters(fast_config, impl):
+    config = _config(fast_config, "BPR", fast_path=True, optimizer_impl=impl)
+    _, train_data, _, _, model_obj = _build(config)
+    trainer = FastTrainer(config, model_obj)
+    trainer.fit(train_data, saved=False)
+    return trainer.optimizer, [p.detach().clone() for p in model_obj.parameters()]
+
+
+def test_foreach_optimizer_trains_bit_for_bit_like_recboles(fast_config):
+    stock_optimizer, stock = _trained_parameters(fast_config, "default")
+    foreach_optimizer, foreach = _trained_parameters(fast_config, "foreach")
+    fused_optimizer, fused = _trained_parameters(fast_config, "fused")
+    assert type(stock_optimizer) is type(foreach_optimizer) is torch.optim.Adam
+    assert not stock_optimizer.defaults["foreach"] and foreach_optimizer.defaults["foreach"]
+    assert fused_optimizer.defaults["fused"]
+    assert foreach_optimizer.defaults["lr"] == stock_optimizer.defaults["lr"]
+    assert all(torch.equal(a, b) for a, b in zip(stock, foreach))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(stock, fused))
+    assert not all(torch.equal(a, b) for a, b in zip(stock, fused))  # fused rounds differently
+
+
+def test_optimizer_impl_errors_and_fallbacks(fast_config, caplog):
+    config = _config(fast_config, "BPR", fast_path=True, optimizer_impl="fast")
+    _, _, _, _, model_obj = _build(config)
+    with pytest.raises(FastPathError, match="optimizer_impl must be one of"):
+        FastTrainer(config, model_obj)
+    config = _config(fast_config, "BPR", fast_path=True, optimizer_impl="fused", learner="rmsprop")
+    with caplog.at_level(logging.WARNING):
+        optimizer = FastTrainer(config, model_obj).optimizer
+    assert type(optimizer) is torch.optim.RMSprop and "RMSprop has no 'fused'" in caplog.text
+
+
 def test_distributed_mode_is_refused():
     with pytest.raises(FastPathError, match="one process per GPU"):
         FastTrainer({"single_spec": False, "nproc": 2, "world_size": 2}, model=None)
