@@ -5,8 +5,10 @@ trained ``--epochs`` epochs by RecBole's ``Trainer`` and by ``FastTrainer``, the
 evaluated. Printed per model and path: seconds per training epoch (the median epoch: on a shared
 machine single epochs can be disturbed either way; every epoch is listed too), seconds per
 full-sort test evaluation (the first call, with one-time setup, then the best of two more), peak
-memory, Recall@20 and NDCG@20, and the stock / fast ratios; and whether the fast evaluator
-reproduces RecBole's metrics exactly on the stock-trained model.
+memory, Recall@20 and NDCG@20, and the stock / fast ratios; whether the fast evaluator
+reproduces RecBole's metrics exactly on the stock-trained model; and one more stock evaluation of
+that model at RecBole's own default ``eval_batch_size`` (4096 scores: a user or two per batch),
+what a RecBole user gets without recbole_mm's ``overall.yaml``.
 
 Examples::
 
@@ -18,11 +20,15 @@ set over its level at the start of the phase (sampled every 2 ms), so it reads a
 this phase needed". This is a benchmark, not a test: nothing here asserts a speed.
 """
 
+import argparse
 import statistics
 import threading
+from pathlib import Path
 
 import psutil
+import recbole
 import torch
+import yaml
 from common import Report, argument_parser, base_settings, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
 from recbole.trainer import Trainer
 
@@ -133,7 +139,20 @@ COLUMNS = (("epoch_s", ".3f"), ("eval_first_s", ".3f"), ("eval_s", ".3f"))
 COLUMNS += (("train_mib", ".0f"), ("eval_mib", ".0f"), ("recall@20", ".4f"), ("ndcg@20", ".4f"))
 
 
-def report_model(model, stock, fast, parity, emit):
+def recbole_default_evaluation(args, model, workdir, trained_model, expected):
+    """One full-sort test evaluation of ``trained_model`` by RecBole's ``Trainer`` at RecBole's
+    default ``eval_batch_size`` (read from RecBole's own ``overall.yaml``): a dict with the batch
+    size, the seconds and whether the metrics equal ``expected``."""
+    with open(Path(recbole.__file__).parent / "properties" / "overall.yaml") as f:
+        batch_size = yaml.safe_load(f)["eval_batch_size"]
+    default_args = argparse.Namespace(**{**vars(args), "eval_batch_size": batch_size})
+    config, _, _, test_data, _ = build_path(default_args, model, workdir)
+    trainer = Trainer(config, trained_model)
+    result, seconds = timed(config["device"], trainer.evaluate, test_data, load_best_model=False)
+    return {"eval_batch_size": batch_size, "eval_s": seconds, "same": result == expected}
+
+
+def report_model(model, stock, fast, parity, default_eval, emit):
     """Print one model's rows: stock, fast, and the ratios."""
     emit(ROW.format(model, *HEADINGS, "recall@20", "ndcg@20"))
     for name, numbers in (("stock", stock), ("fast", fast)):
@@ -150,6 +169,12 @@ def report_model(model, stock, fast, parity, emit):
         f"fast {[round(s, 3) for s in fast['epochs_s']]}"
     )
     emit(f"  fast evaluator on the stock-trained model vs RecBole's evaluator: {parity}")
+    emit(
+        f"  stock at RecBole's default eval_batch_size ({default_eval['eval_batch_size']}): "
+        f"{default_eval['eval_s']:.3f} s per test evaluation, "
+        f"{ratio(default_eval['eval_s'], fast['eval_s'], '.1f')}x the fast path's; metrics "
+        + ("identical" if default_eval["same"] else "DIFFERENT")
+    )
     emit("")
 
 
@@ -198,9 +223,12 @@ def main(argv=None):
                 header(args, config, dataset, report)
             stock = run_path(Trainer, config, train_data, test_data, stock_model)
             parity = evaluator_parity(config, stock_model, test_data, stock["result"])
+            default_eval = recbole_default_evaluation(
+                args, model, workdir, stock_model, stock["result"]
+            )
             config, _, train_data, test_data, fast_model = build_path(args, model, workdir)
             fast = run_path(FastTrainer, config, train_data, test_data, fast_model)
-            report_model(model, stock, fast, parity, report.emit)
+            report_model(model, stock, fast, parity, default_eval, report.emit)
     report.save(args.output)
 
 
