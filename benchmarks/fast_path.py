@@ -47,6 +47,11 @@ def parse_args(argv=None):
         default=None,
         help="scores per evaluation batch (default: recbole_mm's overall.yaml)",
     )
+    parser.add_argument(
+        "--optimizer-impl",
+        choices=("default", "foreach", "fused"),
+        help="the fast path's optimizer_impl (default: recbole_mm's overall.yaml)",
+    )
     return parser.parse_args(argv)
 
 
@@ -101,6 +106,8 @@ def build_path(args, model, checkpoint_dir):
     }
     if args.eval_batch_size:
         config_dict["eval_batch_size"] = args.eval_batch_size
+    if args.optimizer_impl:
+        config_dict["optimizer_impl"] = args.optimizer_impl
     config = on_device(Config(model, args.dataset, config_dict=config_dict), args.device)
     return (config, *build(config))
 
