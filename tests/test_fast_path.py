@@ -296,6 +296,27 @@ def test_evaluation_equals_recboles_evaluator(fast_config, model, seed):
         assert len(got) == len(ALL_METRICS) * 3
 
 
+def test_predict_batch_size_bounds_predict_calls_and_keeps_the_metrics(fast_config):
+    config = _config(
+        fast_config,
+        "NeuMF",
+        metrics=["Recall", "NDCG"],
+        predict_batch_size=1000,
+        **MODEL_SETTINGS["NeuMF"],
+    )
+    _, train_data, _, test_data, model_obj = _build(config)
+    rows = []
+    predict = model_obj.predict
+    model_obj.predict = lambda interaction: rows.append(len(interaction)) or predict(interaction)
+    fast = FastTrainer(config, model_obj)
+    got = fast.evaluate(test_data, load_best_model=False)
+    assert fast.test_batch_size == 1000 and max(rows) <= 1000
+    stock = Trainer(config, model_obj)
+    stock.eval_collector.data_collect(train_data)
+    assert stock.test_batch_size == config["eval_batch_size"] > 1000
+    assert got == stock.evaluate(test_data, load_best_model=False)
+
+
 def test_sampled_evaluation_falls_back_to_recbole(fast_config, caplog):
     eval_args = dict(fast_config["eval_args"], mode="uni50")
     config = _config(fast_config, "BPR", eval_args=eval_args)

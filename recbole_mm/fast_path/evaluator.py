@@ -66,12 +66,14 @@ class FullSortEvaluator:
             (``uid2positive_item``) and masked history (``uid2history_item``).
         device (torch.device): where scores, masks and top-k lists live.
         metrics (list of str or None): the metrics to compute; default: config ``metrics``.
+        scores_per_batch (int or None): scores computed per batch (``scores_per_batch // n_items``
+            users); default: config ``eval_batch_size``.
 
     The layout is built once here (one Python pass over the users); :meth:`evaluate` can then be
     called every epoch.
     """
 
-    def __init__(self, config, eval_data, device, metrics=None):
+    def __init__(self, config, eval_data, device, metrics=None, scores_per_batch=None):
         metrics = config["metrics"] if metrics is None else metrics
         unsupported = unsupported_metrics(metrics)
         if unsupported:
@@ -88,7 +90,8 @@ class FullSortEvaluator:
         self.tail_ratio = config["tail_ratio"]
         self.head_share = config["popularity_head_share"]
         self.n_items = eval_data._dataset.item_num
-        self.users_per_batch = max(config["eval_batch_size"] // self.n_items, 1)
+        scores_per_batch = scores_per_batch or config["eval_batch_size"]
+        self.users_per_batch = max(scores_per_batch // self.n_items, 1)
 
         uids = eval_data.uid_list.numpy()
         self.n_users = len(uids)

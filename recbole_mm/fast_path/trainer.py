@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from recbole.data.dataloader import FullSortEvalDataLoader, TrainDataLoader
 from recbole.data.interaction import Interaction
+from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.trainer import Trainer
 from recbole.utils import EvaluatorType, InputType
 
@@ -283,6 +284,12 @@ class FastTrainer(Trainer):
     large embedding tables is most of a BPR epoch) in about half the time; ``fused`` is faster
     still but rounds differently (last-bit differences, so runs are not bit-identical to RecBole's).
 
+    Models without ``full_sort_predict`` (NeuMF, ...) are scored by ``predict`` over every
+    (user, item) pair; RecBole feeds it ``eval_batch_size`` rows at a time, the fast path at most
+    ``predict_batch_size``, and evaluates such models in batches of that many scores (a large
+    ``eval_batch_size`` packs many users per batch, but repeating their features over hundreds of
+    thousands of rows for one ``predict`` call is slower on the CPU than several small calls).
+
     Several GPUs: RecBole's DDP mode (``nproc > 1``, i.e. ``single_spec`` false) is not supported:
     the device-resident batches would have to be sharded per rank and the metrics reduced across
     ranks. Constructing a FastTrainer there raises :class:`FastPathError`; run one process per GPU
@@ -297,6 +304,8 @@ class FastTrainer(Trainer):
                 "set fast_path: False, or run one process per GPU"
             )
         super().__init__(config, model)
+        if config["predict_batch_size"]:  # rows per predict() call (RecBole: eval_batch_size)
+            self.test_batch_size = min(self.test_batch_size, config["predict_batch_size"])
         if accelerate_propagation(model):
             self.logger.info("fast_path: LightGCN propagates with recbole_mm's propagation layer")
         self._device_train = None  # (train loader, DeviceTrainData or None, fallback reason)
@@ -365,7 +374,13 @@ class FastTrainer(Trainer):
 
     def _evaluator(self, eval_data):
         if eval_data not in self._evaluators:
-            self._evaluators[eval_data] = FullSortEvaluator(self.config, eval_data, self.device)
+            scores_per_batch = self.config["eval_batch_size"]
+            if type(self.model).full_sort_predict is AbstractRecommender.full_sort_predict:
+                # scored by predict() over (user, item) rows: batches of at most one call's rows
+                scores_per_batch = min(scores_per_batch, self.test_batch_size)
+            self._evaluators[eval_data] = FullSortEvaluator(
+                self.config, eval_data, self.device, scores_per_batch=scores_per_batch
+            )
         return self._evaluators[eval_data]
 
     def _score_users(self, users):
