@@ -89,11 +89,11 @@ def _sizes(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--datasets", default="ml-1m,lastfm-2k", help=f"comma-separated, from {', '.join(DATASETS)}"
+        "--datasets", default="ml-1m,lastfm-2k,amazon-baby", help=f"comma-separated, from {', '.join(DATASETS)}"
     )
     parser.add_argument(
         "--users",
-        default="ml-1m:200,lastfm-2k:500",
+        default="ml-1m:200",
         help="users drawn before the 5-core, as dataset:N,...; datasets not named keep all users",
     )
     parser.add_argument("--learning-rates", default="0.001,0.01", help="the grid, for every model")
