@@ -147,16 +147,20 @@ COLUMNS += (("train_mib", ".0f"), ("eval_mib", ".0f"), ("recall@20", ".4f"), ("n
 
 
 def recbole_default_evaluation(args, model, workdir, trained_model, expected):
-    """One full-sort test evaluation of ``trained_model`` by RecBole's ``Trainer`` at RecBole's
-    default ``eval_batch_size`` (read from RecBole's own ``overall.yaml``): a dict with the batch
-    size, the seconds and whether the metrics equal ``expected``."""
+    """Full-sort test evaluation of ``trained_model`` by RecBole's ``Trainer`` at RecBole's default
+    ``eval_batch_size`` (read from RecBole's own ``overall.yaml``), twice: a dict with the batch
+    size, the faster call's seconds and whether the metrics equal ``expected``."""
     with open(Path(recbole.__file__).parent / "properties" / "overall.yaml") as f:
         batch_size = yaml.safe_load(f)["eval_batch_size"]
     default_args = argparse.Namespace(**{**vars(args), "eval_batch_size": batch_size})
     config, _, _, test_data, _ = build_path(default_args, model, workdir)
     trainer = Trainer(config, trained_model)
-    result, seconds = timed(config["device"], trainer.evaluate, test_data, load_best_model=False)
-    return {"eval_batch_size": batch_size, "eval_s": seconds, "same": result == expected}
+    runs = [
+        timed(config["device"], trainer.evaluate, test_data, load_best_model=False)
+        for _ in range(2)
+    ]
+    same = all(result == expected for result, _ in runs)
+    return {"eval_batch_size": batch_size, "eval_s": min(s for _, s in runs), "same": same}
 
 
 def report_model(model, stock, fast, parity, default_eval, emit):
@@ -178,7 +182,7 @@ def report_model(model, stock, fast, parity, default_eval, emit):
     emit(f"  fast evaluator on the stock-trained model vs RecBole's evaluator: {parity}")
     emit(
         f"  stock at RecBole's default eval_batch_size ({default_eval['eval_batch_size']}): "
-        f"{default_eval['eval_s']:.3f} s per test evaluation, "
+        f"{default_eval['eval_s']:.3f} s per test evaluation (best of 2), "
         f"{ratio(default_eval['eval_s'], fast['eval_s'], '.1f')}x the fast path's; metrics "
         + ("identical" if default_eval["same"] else "DIFFERENT")
     )

@@ -224,25 +224,58 @@ def test_training_fallback_reasons(fast_config):
 
 
 # Optimizer implementation
-def _trained_parameters(fast_config, impl):
-    config = _config(fast_config, "BPR", fast_path=True, optimizer_impl=impl)
+def _trained(fast_config, impl, **extra):
+    config = _config(fast_config, "BPR", fast_path=True, optimizer_impl=impl, **extra)
     _, train_data, _, _, model_obj = _build(config)
     trainer = FastTrainer(config, model_obj)
     trainer.fit(train_data, saved=False)
-    return trainer.optimizer, [p.detach().clone() for p in model_obj.parameters()]
+    return trainer, [p.detach().clone() for p in model_obj.parameters()]
 
 
 def test_foreach_optimizer_trains_bit_for_bit_like_recboles(fast_config):
-    stock_optimizer, stock = _trained_parameters(fast_config, "default")
-    foreach_optimizer, foreach = _trained_parameters(fast_config, "foreach")
-    fused_optimizer, fused = _trained_parameters(fast_config, "fused")
-    assert type(stock_optimizer) is type(foreach_optimizer) is torch.optim.Adam
-    assert not stock_optimizer.defaults["foreach"] and foreach_optimizer.defaults["foreach"]
-    assert fused_optimizer.defaults["fused"]
-    assert foreach_optimizer.defaults["lr"] == stock_optimizer.defaults["lr"]
-    assert all(torch.equal(a, b) for a, b in zip(stock, foreach))
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(stock, fused))
-    assert not all(torch.equal(a, b) for a, b in zip(stock, fused))  # fused rounds differently
+    stock, stock_parameters = _trained(fast_config, "default")
+    foreach, foreach_parameters = _trained(fast_config, "foreach")
+    fused, fused_parameters = _trained(fast_config, "fused")
+    assert type(stock.optimizer) is type(foreach.optimizer) is torch.optim.Adam
+    assert not stock.optimizer.defaults["foreach"] and foreach.optimizer.defaults["foreach"]
+    assert fused.optimizer.defaults["fused"] and fused.optimizer.param_groups[0]["fused"]
+    assert foreach.optimizer.defaults["lr"] == stock.optimizer.defaults["lr"]
+    assert all(torch.equal(a, b) for a, b in zip(stock_parameters, foreach_parameters))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(stock_parameters, fused_parameters))
+
+
+def test_adamw_keeps_its_hyperparameters_and_per_group_settings(fast_config):
+    trainer, _ = _trained(fast_config, "foreach", learner="adamw", weight_decay=0.01)
+    optimizer = trainer.optimizer
+    assert type(optimizer) is torch.optim.AdamW and optimizer.defaults["foreach"]
+    assert optimizer.param_groups[0]["weight_decay"] == 0.01
+    assert optimizer.param_groups[0]["decoupled_weight_decay"]
+    head, *rest = list(trainer.model.parameters())
+    groups = [{"params": [head], "lr": 0.5}, {"params": rest}]
+    optimizer = trainer._build_optimizer(params=groups)
+    assert [group["lr"] for group in optimizer.param_groups] == [0.5, trainer.learning_rate]
+    assert all(group["foreach"] for group in optimizer.param_groups)
+
+
+def test_resuming_keeps_the_configured_implementation(fast_config, tmp_path):
+    config = _config(
+        fast_config, "BPR", fast_path=True, optimizer_impl="default", checkpoint_dir=str(tmp_path)
+    )
+    _, train_data, _, _, model_obj = _build(config)
+    saved = FastTrainer(config, model_obj)
+    saved.fit(train_data, saved=True)  # checkpoint holds a default (per-parameter loop) Adam
+    config = _config(
+        fast_config, "BPR", fast_path=True, optimizer_impl="fused", checkpoint_dir=str(tmp_path)
+    )
+    resumed = FastTrainer(config, model_obj)
+    resumed.resume_checkpoint(saved.saved_model_file)
+    group = resumed.optimizer.param_groups[0]
+    assert group["fused"] and not group["foreach"]
+    saved_state = saved.optimizer.state_dict()["state"]
+    resumed_state = resumed.optimizer.state_dict()["state"]
+    assert all(
+        torch.equal(saved_state[i]["exp_avg"], resumed_state[i]["exp_avg"]) for i in saved_state
+    )
 
 
 def test_optimizer_impl_errors_and_fallbacks(fast_config, caplog):
@@ -251,9 +284,12 @@ def test_optimizer_impl_errors_and_fallbacks(fast_config, caplog):
     with pytest.raises(FastPathError, match="optimizer_impl must be one of"):
         FastTrainer(config, model_obj)
     config = _config(fast_config, "BPR", fast_path=True, optimizer_impl="fused", learner="rmsprop")
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         optimizer = FastTrainer(config, model_obj).optimizer
     assert type(optimizer) is torch.optim.RMSprop and "RMSprop has no 'fused'" in caplog.text
+    config = _config(fast_config, "BPR", fast_path=True, predict_batch_size=-5)
+    with pytest.raises(FastPathError, match="predict_batch_size must be a positive integer"):
+        FastTrainer(config, model_obj)
 
 
 def test_distributed_mode_is_refused():
@@ -311,6 +347,9 @@ def test_predict_batch_size_bounds_predict_calls_and_keeps_the_metrics(fast_conf
     fast = FastTrainer(config, model_obj)
     got = fast.evaluate(test_data, load_best_model=False)
     assert fast.test_batch_size == 1000 and max(rows) <= 1000
+    # NeuMF has no full_sort_predict: its evaluation batches hold at most 1000 scores too
+    n_items = test_data._dataset.item_num
+    assert fast._evaluator(test_data).users_per_batch == max(1000 // n_items, 1)
     stock = Trainer(config, model_obj)
     stock.eval_collector.data_collect(train_data)
     assert stock.test_batch_size == config["eval_batch_size"] > 1000

@@ -9,6 +9,7 @@ RecBole's ``fit`` still runs the epochs (early stopping, checkpoints, logging, `
 only ``_train_epoch``'s data source and ``evaluate`` are replaced.
 """
 
+import inspect
 import itertools
 import logging
 import math
@@ -304,8 +305,14 @@ class FastTrainer(Trainer):
                 "set fast_path: False, or run one process per GPU"
             )
         super().__init__(config, model)
-        if config["predict_batch_size"]:  # rows per predict() call (RecBole: eval_batch_size)
-            self.test_batch_size = min(self.test_batch_size, config["predict_batch_size"])
+        predict_batch_size = config["predict_batch_size"]
+        if predict_batch_size:  # rows per predict() call (RecBole: eval_batch_size)
+            if not isinstance(predict_batch_size, int) or predict_batch_size < 0:
+                raise FastPathError(
+                    f"predict_batch_size must be a positive integer (or 0 / None: RecBole's "
+                    f"eval_batch_size), got {predict_batch_size!r}"
+                )
+            self.test_batch_size = min(self.test_batch_size, predict_batch_size)
         if accelerate_propagation(model):
             self.logger.info("fast_path: LightGCN propagates with recbole_mm's propagation layer")
         self._device_train = None  # (train loader, DeviceTrainData or None, fallback reason)
@@ -315,29 +322,50 @@ class FastTrainer(Trainer):
     def _build_optimizer(self, **kwargs):
         """RecBole's optimizer, rebuilt with torch's ``optimizer_impl`` implementation when that
         optimizer has one (``foreach``: Adam, AdamW, SGD, Adagrad, RMSprop, ...; ``fused``: Adam,
-        AdamW, SGD, Adagrad); otherwise RecBole's, with a warning."""
-        optimizer = super()._build_optimizer(**kwargs)
+        AdamW, SGD, Adagrad); otherwise RecBole's (logged)."""
+        return self._with_implementation(super()._build_optimizer(**kwargs))[0]
+
+    def resume_checkpoint(self, resume_file):
+        """RecBole's resume, keeping ``optimizer_impl``: loading the saved optimizer state brings
+        back the implementation it was saved with, so the state is moved into an optimizer of
+        the configured implementation (which also places fused ``step`` counters correctly)."""
+        super().resume_checkpoint(resume_file)
+        state = self.optimizer.state_dict()
+        self.optimizer, flags = self._with_implementation(self.optimizer)
+        if flags is not None:
+            for group in state["param_groups"]:
+                group.update(flags)
+            self.optimizer.load_state_dict(state)
+
+    def _with_implementation(self, optimizer):
+        """(optimizer, flags): ``optimizer`` rebuilt with the same parameter groups and
+        hyperparameters and the ``foreach`` / ``fused`` flags of ``optimizer_impl``, or
+        ``(optimizer, None)`` where it stays as it is."""
         impl = self.config["optimizer_impl"] or "default"
         if impl not in OPTIMIZER_IMPLS:
             raise FastPathError(
                 f"optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, got '{impl}'"
             )
-        if impl == "default":
-            return optimizer
         name = type(optimizer).__name__
+        if impl == "default":
+            return optimizer, None
         if impl not in optimizer.defaults:
-            self.logger.warning(
-                f"fast_path: {name} has no '{impl}' implementation; using torch's default"
-            )
-            return optimizer
-        groups = [{"params": group["params"]} for group in optimizer.param_groups]
+            self.logger.info(f"fast_path: {name} has no '{impl}' implementation; torch's default")
+            return optimizer, None
+        flags = {key: None for key in OPTIMIZER_IMPLS[1:] if key in optimizer.defaults}
+        flags[impl] = True
+        # defaults may hold keys the constructor does not take (AdamW: decoupled_weight_decay);
+        # the groups keep them, and their own per-group hyperparameters
+        accepted = inspect.signature(type(optimizer)).parameters
+        defaults = {key: value for key, value in optimizer.defaults.items() if key in accepted}
+        groups = [{**group, **flags} for group in optimizer.param_groups]
         try:
-            return type(optimizer)(groups, **{**optimizer.defaults, impl: True})
-        except (RuntimeError, ValueError) as error:  # e.g. fused on a device without its kernel
+            return type(optimizer)(groups, **{**defaults, **flags}), flags
+        except (RuntimeError, ValueError) as error:  # a combination torch refuses
             self.logger.warning(
                 f"fast_path: {name}({impl}=True) refused ({error}); using torch's default"
             )
-            return optimizer
+            return optimizer, None
 
     def _warn_once(self, message):
         if message not in self._warned:
