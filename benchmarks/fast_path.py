@@ -34,6 +34,7 @@ from recbole.trainer import Trainer
 
 from recbole_mm import Config
 from recbole_mm.fast_path import FastTrainer
+from recbole_mm.fast_path.trainer import OPTIMIZER_IMPLS
 
 
 def parse_args(argv=None):
@@ -49,7 +50,7 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--optimizer-impl",
-        choices=("default", "foreach", "fused"),
+        choices=OPTIMIZER_IMPLS,
         help="the fast path's optimizer_impl (default: recbole_mm's overall.yaml)",
     )
     return parser.parse_args(argv)

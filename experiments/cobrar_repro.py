@@ -89,7 +89,9 @@ def _sizes(text):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--datasets", default="ml-1m,lastfm-2k,amazon-baby", help=f"comma-separated, from {', '.join(DATASETS)}"
+        "--datasets",
+        default="ml-1m,lastfm-2k,amazon-baby",
+        help=f"comma-separated, from {', '.join(DATASETS)}",
     )
     parser.add_argument(
         "--users",

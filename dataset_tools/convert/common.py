@@ -586,7 +586,9 @@ def build(source, args):
     search = _kept_searches(source.search, inter)
     extras = []
     if search is not None:
-        extras.append(f"Searches: {args.name}.search (UnifiedSearchRec reads it; see recbole_mm.search.data)")
+        extras.append(
+            f"Searches: {args.name}.search (UnifiedSearchRec reads it; see recbole_mm.search.data)"
+        )
     if text is not None:
         extras.append(
             f"Free text per item: {args.name}.text.tsv (not an atomic file; RecBole ignores it)"
