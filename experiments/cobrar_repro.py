@@ -6,10 +6,10 @@ One command runs everything, resumably, and writes the report::
 
 1. **Data** (:data:`DATASETS`): converted from ``../shared/datasets`` (or
    ``$RECBOLE_MM_SHARED_DATASETS``) by recbole_mm's converters into ``<work>/data`` when missing:
-   every interaction of the source (its own split, if any, is not kept), for the datasets named
-   in ``--users`` that many users drawn at random (seed ``--seed``), 5-core, then a seeded random
-   split of each user's interactions 70/10/20 (train/valid/test): the paper's protocol, the same
-   for every dataset.
+   every interaction of the source (its own split, if any, is not kept), for a dataset named
+   ``NAME:N`` in ``--datasets`` N users drawn at random (seed ``--seed``), 5-core, then a seeded
+   random split of each user's interactions 70/10/20 (train/valid/test): the paper's protocol,
+   the same for every dataset. The same source may be named twice (``ml-1m:200,ml-1m``).
 2. **Table 2** (every dataset in ``--datasets``): BPR, DMF, MultiVAE, LightGCN and CoBraR, each
    trained once per learning rate of ``--learning-rates`` (the same grid for every model: equal
    tuning effort) with early stopping on validation NDCG@5 (patience ``--stopping-step``; at most
@@ -86,17 +86,25 @@ def _sizes(text):
     return [int(size) for size in text.split(",") if size.strip()]
 
 
+def _dataset_spec(parser, item):
+    """``NAME`` or ``NAME:N`` of ``--datasets`` as ``(name, users)`` (users 0: all of them)."""
+    name, _, users = item.partition(":")
+    if name not in DATASETS:
+        parser.error(f"unknown dataset {name!r} in --datasets; choose from {', '.join(DATASETS)}")
+    if users and not (users.isdigit() and int(users) > 0):
+        parser.error(f"--datasets {item!r}: the number of users after ':' must be a positive integer")
+    return name, int(users or 0)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--datasets",
-        default="ml-1m,lastfm-2k,amazon-baby",
-        help=f"comma-separated, from {', '.join(DATASETS)}",
-    )
-    parser.add_argument(
-        "--users",
-        default="ml-1m:200",
-        help="users drawn before the 5-core, as dataset:N,...; datasets not named keep all users",
+        default="ml-1m:200,ml-1m,lastfm-2k,amazon-baby",
+        help=(
+            f"comma-separated, from {', '.join(DATASETS)}; NAME:N draws N users before the 5-core "
+            "(Figure 2 runs on the first)"
+        ),
     )
     parser.add_argument("--learning-rates", default="0.001,0.01", help="the grid, for every model")
     parser.add_argument(
@@ -154,14 +162,10 @@ def parse_args(argv=None):
         "--measure", action="store_true", help="one epoch per model and dataset: timing.md only"
     )
     args = parser.parse_args(argv)
-    args.datasets = args.datasets.split(",")
-    unknown = [name for name in args.datasets if name not in DATASETS]
-    if unknown:
-        parser.error(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
-    args.users = {
-        name: int(count)
-        for name, count in (item.split(":") for item in args.users.split(",") if item)
-    }
+    args.datasets = [_dataset_spec(parser, item) for item in args.datasets.split(",") if item]
+    twice = {dataset_name(*spec) for spec in args.datasets if args.datasets.count(spec) > 1}
+    if twice:
+        parser.error(f"--datasets names {', '.join(sorted(twice))} twice")
     args.learning_rates = [float(lr) for lr in args.learning_rates.split(",")]
     args.architectures = [_sizes(a) for a in args.architectures.split(";")]
     args.work, args.out = Path(args.work).resolve(), Path(args.out).resolve()
@@ -172,8 +176,7 @@ def command(args):
     """The command that regenerates the results, every setting spelled out (str)."""
     return (
         "nice -n 19 .venv/bin/python experiments/cobrar_repro.py "
-        f"--datasets {','.join(args.datasets)} "
-        f"--users {','.join(f'{name}:{n}' for name, n in args.users.items())} "
+        f"--datasets {','.join(f'{name}:{n}' if n else name for name, n in args.datasets)} "
         f"--learning-rates {','.join(f'{lr:g}' for lr in args.learning_rates)} "
         f"--epochs {args.epochs} --baseline-epochs {args.baseline_epochs} "
         f"--stopping-step {args.stopping_step} "
@@ -202,14 +205,14 @@ def dataset_name(name, users):
     return f"{name}-u{users}" if users else name
 
 
-def prepare_data(args, name):
-    """Convert dataset ``name`` into ``<work>/data`` unless it is there; returns its name there.
+def prepare_data(args, name, users):
+    """Convert dataset ``name`` (``users`` of its users drawn at random, 0: all) into
+    ``<work>/data`` unless it is there; returns its name there.
 
     All interactions of the source are converted first (``<work>/data/raw``); the users drawn, the
     5-core and the split are then made by ``convert table`` from them.
     """
     data = args.work / "data"
-    users = args.users.get(name)
     target = dataset_name(name, users)
     if (data / target / f"{target}.yaml").exists():
         return target
@@ -726,7 +729,7 @@ def claims(tables, rows, first, table_branch):
 
 def users_text(args):
     """Which datasets had users drawn, and how many (str)."""
-    drawn = [f"{name}: {n} users" for name, n in args.users.items() if name in args.datasets]
+    drawn = [f"{dataset_name(name, n)}: {n} users" for name, n in args.datasets if n]
     return ", ".join(drawn) or "none"
 
 
@@ -817,6 +820,7 @@ def write_readme(args, tables, rows, check):
         "",
         f"- Datasets: {', '.join(tables)} (paper: {PAPER['datasets']}); users drawn before the "
         f"5-core: {users_text(args)}."
+        + (f" Figure 2 and the DMF check run on {first} only." if args.datasets[0][1] else "")
         + (
             " amazon-baby is left out for time: per training row, RecBole's DMF multiplies a "
             "dense row over all its 19,445 users and one over its 7,050 items (see "
@@ -940,7 +944,7 @@ def main(argv=None):
     here = os.getcwd()
     os.chdir(args.work)  # RecBole writes ./log and ./log_tensorboard
     try:
-        datasets = [prepare_data(args, name) for name in args.datasets]
+        datasets = [prepare_data(args, name, users) for name, users in args.datasets]
         if args.measure:
             measure(args, datasets)
             return
