@@ -820,7 +820,7 @@ def write_readme(args, tables, rows, check):
         "",
         f"- Datasets: {', '.join(tables)} (paper: {PAPER['datasets']}); users drawn before the "
         f"5-core: {users_text(args)}."
-        + (f" Figure 2 and the DMF check run on {first} only." if args.datasets[0][1] else "")
+        + (f" Figure 2 and the DMF check run on {first} only." if len(tables) > 1 else "")
         + (
             " amazon-baby is left out for time: per training row, RecBole's DMF multiplies a "
             "dense row over all its 19,445 users and one over its 7,050 items (see "
