@@ -21,14 +21,16 @@ Examples::
     python benchmarks/cobrar_speed.py --dataset ml-1m --data-path dataset/ --device cuda
 
 A dataset folder with its own ``<dataset>.yaml`` (as ``recbole-mm convert`` writes) is loaded with
-it, so a converted split (``benchmark_filename``) is used as is. On a GPU the CPU time only counts
+it by every benchmark here, so a converted split (``benchmark_filename``) is used as is. On a GPU the CPU time only counts
 the host's work. This is a benchmark, not a test: nothing here asserts a speed.
 """
 
 import statistics
-from pathlib import Path
 
-from common import Report, argument_parser, base_settings, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
+from common import (  # benchmarks/common.py
+    Report, argument_parser, base_settings, build, clocked, dataset_config_files, on_device, prepare,
+    scratch_dir, split_text,
+)
 from recbole.trainer import Trainer
 
 from recbole_mm import Config, create_dataset
@@ -83,8 +85,7 @@ def base_config(args, checkpoint_dir):
 
 def configs(args, checkpoint_dir):
     """{model: Config}: CoBraR as configured, DMF with its architecture and training rows."""
-    dataset_yaml = Path(args.data_path) / args.dataset / f"{args.dataset}.yaml"
-    files = [str(dataset_yaml)] if dataset_yaml.is_file() else None
+    files = dataset_config_files(args)
     shared = base_config(args, checkpoint_dir)
     cobrar = Config("CoBraR", args.dataset, files, shared)
     same_rows = {
@@ -173,7 +174,7 @@ def header(args, configs_by_model, dataset, report):
         args,
         cobrar["device"],
         f"{args.dataset} ({dataset.user_num - 1} users, {dataset.item_num - 1} items, "
-        f"{dataset.inter_num} interactions); eval_args {cobrar['eval_args']}",
+        f"{dataset.inter_num} interactions); {split_text(cobrar)}",
     )
     for line in (
         (

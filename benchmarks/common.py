@@ -30,7 +30,9 @@ def argument_parser(doc):
     ``--output``."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument(
-        "--dataset", default="ml-100k", help="dataset name (atomic files <data-path>/<dataset>/)"
+        "--dataset",
+        default="ml-100k",
+        help="dataset name (atomic files <data-path>/<dataset>/, read with its <dataset>.yaml if any)",
     )
     parser.add_argument(
         "--data-path", help=f"folder holding the dataset folder (default: RecBole's bundled {BUNDLED})"
@@ -58,6 +60,21 @@ def prepare(args):
             raise SystemExit(f"dataset '{args.dataset}' is not bundled with RecBole; pass --data-path")
         args.data_path = str(BUNDLED)
     args.data_path = str(Path(args.data_path).resolve())
+
+
+def dataset_config_files(args):
+    """[the dataset's own ``<data-path>/<dataset>/<dataset>.yaml``] when there is one (as
+    ``recbole-mm convert`` writes: field names, a kept split's ``benchmark_filename``), else None."""
+    dataset_yaml = Path(args.data_path) / args.dataset / f"{args.dataset}.yaml"
+    return [str(dataset_yaml)] if dataset_yaml.is_file() else None
+
+
+def split_text(config):
+    """How the data was split (str): the dataset's own files when ``benchmark_filename`` is set
+    (RecBole then ignores ``eval_args``'s split), else ``eval_args``."""
+    if config["benchmark_filename"]:
+        return f"split: the dataset's files {config['benchmark_filename']}; eval_args {config['eval_args']['mode']}"
+    return f"eval_args {config['eval_args']}"
 
 
 def base_settings(args, checkpoint_dir, metrics, k):

@@ -29,7 +29,10 @@ import psutil
 import recbole
 import torch
 import yaml
-from common import Report, argument_parser, base_settings, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
+from common import (  # benchmarks/common.py
+    Report, argument_parser, base_settings, build, clocked, dataset_config_files, on_device, prepare,
+    scratch_dir, split_text,
+)
 from recbole.trainer import Trainer
 
 from recbole_mm import Config
@@ -109,7 +112,9 @@ def build_path(args, model, checkpoint_dir):
         config_dict["eval_batch_size"] = args.eval_batch_size
     if args.optimizer_impl:
         config_dict["optimizer_impl"] = args.optimizer_impl
-    config = on_device(Config(model, args.dataset, config_dict=config_dict), args.device)
+    config = on_device(
+        Config(model, args.dataset, dataset_config_files(args), config_dict), args.device
+    )
     return (config, *build(config))
 
 
@@ -197,7 +202,7 @@ def header(args, config, dataset, report):
         args,
         config["device"],
         f"{args.dataset} ({dataset.user_num - 1} users, {dataset.item_num - 1} items, "
-        f"{dataset.inter_num} interactions); eval_args {config['eval_args']}",
+        f"{dataset.inter_num} interactions); {split_text(config)}",
     )
     report.emit(
         f"config: epochs={args.epochs} train_batch_size={config['train_batch_size']} "

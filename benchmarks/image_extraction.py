@@ -37,14 +37,18 @@ def write_pictures(folder, count):
     return paths
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--encoder", default=DEFAULT_IMAGE_ENCODER)
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: encoder's)")
     parser.add_argument("--device", default=None)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
 
     encoder = ImageEncoder(args.encoder, device=args.device, batch_size=args.batch_size,
                            num_workers=args.workers)

@@ -23,7 +23,10 @@ Examples::
 
 import statistics
 
-from common import Report, argument_parser, base_settings, build, clocked, on_device, prepare, scratch_dir  # benchmarks/common.py
+from common import (  # benchmarks/common.py
+    Report, argument_parser, base_settings, build, clocked, dataset_config_files, on_device, prepare,
+    scratch_dir, split_text,
+)
 from recbole.trainer import Trainer
 
 from recbole_mm import Config
@@ -84,7 +87,9 @@ def build_entry(args, model, settings, checkpoint_dir):
         config_dict["modalities"] = args.modalities.split(",")
     if args.feature_path:
         config_dict["feature_path"] = args.feature_path
-    config = on_device(Config(model, args.dataset, config_dict=config_dict), args.device)
+    config = on_device(
+        Config(model, args.dataset, dataset_config_files(args), config_dict), args.device
+    )
     _, train_data, test_data, model_obj = build(config)
     return config, train_data, test_data, model_obj
 
@@ -165,7 +170,7 @@ def header(args, config, dataset_line, report):
         "LF-MMLGCN vs RecBole's LightGCN: epoch and full-sort evaluation time",
         args,
         config["device"],
-        f"{dataset_line}; eval_args {config['eval_args']}",
+        f"{dataset_line}; {split_text(config)}",
     )
     report.emit(
         f"settings: epochs={args.epochs} embedding_size={args.embedding_size} "

@@ -40,14 +40,18 @@ def naive(encoder, texts, batch_size):
     return np.concatenate(out)
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--encoder", default=DEFAULT_TEXT_ENCODER)
     parser.add_argument("--texts", type=int, default=1024, help="how many descriptions to encode")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=None, help="tokenising processes (default: encoder's)")
     parser.add_argument("--device", default=None)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
 
     descriptions = json.loads((SHARED / "ml-1m" / "implicit" / "llm_response_item.json").read_text())
     texts = list(descriptions.values())[: args.texts]
