@@ -12,6 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 ML100K = Path(recbole.__file__).parent / "dataset_example" / "ml-100k"
 # ../shared/datasets beside the repository, or wherever RECBOLE_MM_SHARED_DATASETS points
 SHARED_DATASETS = Path(os.environ.get("RECBOLE_MM_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+# RECBOLE_MM_TEST_DEVICE=cuda: the models of ``fast_config`` tests train on the GPU (benchmarks/gpu_kit.py)
+TEST_ON_GPU = os.environ.get("RECBOLE_MM_TEST_DEVICE", "cpu").startswith("cuda")
 SMALL_USERS = 120  # users 1..120 of ml-100k: ~13k real interactions, every general model trains fast
 
 
@@ -51,5 +53,5 @@ def fast_config(small_data, workdir):
         "train_batch_size": 512,
         "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user", "mode": "full"},
         "state": "WARNING",
-        "use_gpu": False,
+        "use_gpu": TEST_ON_GPU,
     }
