@@ -42,6 +42,7 @@ SITE = Path("/tmp/recbole_mm_site")  # where run installs the wheels and recbole
 DATA = Path("/tmp/recbole_mm_data")  # where run converts the datasets
 CARRY_LIMIT = 64 * 2**20  # what one device call carries: working tree + carried folders
 OUT_FILES_LIMIT = 8  # files one call sends back
+PARTS = ["tests", "fast_path", "lfmmlgcn", "cobrar", "extract"]
 
 # Distributions the GPU machine lacks (pinned to the versions installed here by pack)
 WHEELS = [
@@ -136,9 +137,6 @@ def steps(part, device, smoke):
                   *common], flag=False),
         ]
     raise SystemExit(f"unknown part {part!r}: choose from {', '.join(PARTS)}")
-
-
-PARTS = ["tests", "fast_path", "lfmmlgcn", "cobrar", "extract"]
 
 
 def folder_size(path):
