@@ -21,8 +21,8 @@ Examples::
     python benchmarks/cobrar_speed.py --dataset ml-1m --data-path dataset/ --device cuda
 
 A dataset folder with its own ``<dataset>.yaml`` (as ``recbole-mm convert`` writes) is loaded with
-it by every benchmark here, so a converted split (``benchmark_filename``) is used as is. On a GPU the CPU time only counts
-the host's work. This is a benchmark, not a test: nothing here asserts a speed.
+it by every benchmark here, so a converted split (``benchmark_filename``) is used as is. On a GPU
+the CPU time only counts the host's work. This is a benchmark, not a test: nothing here asserts a speed.
 """
 
 import statistics

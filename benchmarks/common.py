@@ -73,7 +73,8 @@ def split_text(config):
     """How the data was split (str): the dataset's own files when ``benchmark_filename`` is set
     (RecBole then ignores ``eval_args``'s split), else ``eval_args``."""
     if config["benchmark_filename"]:
-        return f"split: the dataset's files {config['benchmark_filename']}; eval_args {config['eval_args']['mode']}"
+        files, mode = config["benchmark_filename"], config["eval_args"]["mode"]
+        return f"split: the dataset's files {files}; eval_args mode {mode}"
     return f"eval_args {config['eval_args']}"
 
 
