@@ -539,7 +539,7 @@ def variant_args(args, folder, **changes):
     return argparse.Namespace(**{**vars(args), **changes, "work": work, "out": work})
 
 
-def pair_again(args, tables, name, users, variant):
+def pair_again(tables, name, users, variant):
     """Table 2's DMF and CoBraR of dataset ``(name, users)``, at the learning rates selected
     there, fitted under ``variant`` (see :func:`variant_args`) and tested once.
 
@@ -551,7 +551,7 @@ def pair_again(args, tables, name, users, variant):
     runs = {}
     for model in PAIR:
         lr = tables[dataset][model]["learning_rate"]
-        summary = fitted(variant, dataset, model, args.branch, lr)
+        summary = fitted(variant, dataset, model, variant.branch, lr)
         runs[model] = {**summary, "record": str(test(variant, summary, model))}
     return runs
 
@@ -597,7 +597,7 @@ def pair_at(args, tables, name, users, seed, cap):
     if folder == Path():
         return tables[dataset_name(name, users)]
     variant = variant_args(args, folder, seed=seed, epochs=cap)
-    return pair_again(args, tables, name, users, variant)
+    return pair_again(tables, name, users, variant)
 
 
 def caps(args, spec):
@@ -615,10 +615,10 @@ def replicate(args, tables):
         return []
     rows = []
     for name, users in args.replicate_datasets:
+        dataset = dataset_name(name, users)
         for cap in caps(args, (name, users)):
             for seed in [args.seed, *args.replicate_seeds]:
                 runs = pair_at(args, tables, name, users, seed, cap)
-                dataset = dataset_name(name, users)
                 rows.append(pair_row(dataset, runs, seed=str(seed), max_epochs=cap))
     write_rows(args, "seeds", rows)
     return rows
