@@ -143,7 +143,7 @@ def folder_size(path):
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def tracked_size():
+def travelling_size():
     """Bytes of the working tree that travels with every call: tracked files and untracked ones
     git does not ignore."""
     names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -178,13 +178,13 @@ def pack(args):
     manifest = {"wheels": pins, "sources": SOURCES, "text_model": TEXT_MODEL,
                 "made": time.strftime("%Y-%m-%d %H:%M:%S")}
     (partial / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    total = folder_size(partial) + tracked_size()
+    total = folder_size(partial) + travelling_size()
     if total > CARRY_LIMIT:
-        raise SystemExit(f"kit + tracked files = {total / 2**20:.1f} MiB, over the {CARRY_LIMIT / 2**20:.0f} MiB "
+        raise SystemExit(f"kit + working tree = {total / 2**20:.1f} MiB, over the {CARRY_LIMIT / 2**20:.0f} MiB "
                          f"a device call carries: {partial} kept for a look")
     shutil.rmtree(kit, ignore_errors=True)
     partial.rename(kit)
-    print(f"packed {kit}: {folder_size(kit) / 2**20:.1f} MiB (with the tracked files {total / 2**20:.1f} MiB "
+    print(f"packed {kit}: {folder_size(kit) / 2**20:.1f} MiB (with the working tree {total / 2**20:.1f} MiB "
           f"of the {CARRY_LIMIT / 2**20:.0f} MiB a call carries)")
 
 
@@ -198,10 +198,11 @@ def minilm_folder():
 
 
 def child_env(kit):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")])),
-               PATH=f"{SITE / 'bin'}{os.pathsep}{os.environ['PATH']}", PYTHONUNBUFFERED="1",
-               RECBOLE_MM_SHARED_DATASETS=str(kit / "sources"))
-    return env
+    """The environment of every command run: SITE first on the import and program paths, the kit's
+    sources as ../shared/datasets."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")])),
+                PATH=f"{SITE / 'bin'}{os.pathsep}{os.environ['PATH']}", PYTHONUNBUFFERED="1",
+                RECBOLE_MM_SHARED_DATASETS=str(kit / "sources"))
 
 
 def install(kit, env):
