@@ -261,7 +261,7 @@ class CoBraR(EvalCache, GeneralRecommender):
         return F.normalize(embedding, p=2, dim=-1, eps=1e-12)
 
     def _score(self, similarity):
-        """:math:`\hat y` from cosines (``score: cosine``) or dot products (``dot``)."""
+        r""":math:`\hat y` from cosines (``score: cosine``) or dot products (``dot``)."""
         if self.score == "dot":
             similarity = torch.sigmoid(similarity)
         return similarity.clamp(min=self.min_score)
