@@ -20,15 +20,19 @@ One command runs everything, resumably, and writes the report::
    (``recbole_mm.params.dmf_like``) and ``--dmf-negatives`` negatives per positive: with CoBraR's
    5, RecBole's DMF may not learn at all, which ``--dmf-check-negatives`` shows on the first
    dataset (validation only).
-3. **Figure 2** (first dataset): DMF and CoBraR for each branch of ``--architectures``, each at the
-   learning rate selected for it in step 2 (one run per model and branch), tested once.
+3. **Figure 2** (``--figure2-datasets``): DMF and CoBraR for each branch of ``--architectures``,
+   each at the learning rate selected for it in step 2 (one run per model and branch), tested once.
 4. **Seeds** (``--replicate-datasets``): CoBraR and DMF as in Table 2, at the learning rates
    selected there, again under each of ``--replicate-seeds`` (a new user draw, split,
    initialisation and sampling; data, runs and records under ``<work>/seeds/<seed>``), each tested
    once: ``seeds.md/.csv`` (per seed: NDCG@5 of both, paired t-test p-value, coverage).
 5. **Epoch cap** (``--long-datasets``): the same pair with the same data and seed, capped at
    ``--long-epochs`` instead of ``--epochs`` (runs under ``<work>/epochs<N>``): ``epochs.md/.csv``.
-6. **Report** in ``--out``: ``table2_<dataset>.md/.csv`` (``recbole_mm.compare.compare_files``:
+6. **Paper's grid** (``--grid-datasets``): the same pair, data and seed, each model tuned over
+   the learning rates x ``--grid-embedding-sizes`` x ``--grid-weight-decays`` (x
+   ``--grid-dropouts`` for CoBraR) and its best validation point tested once (runs under
+   ``<work>/grid``): ``grid.md/.csv`` and ``grid_fits.csv``.
+7. **Report** in ``--out``: ``table2_<dataset>.md/.csv`` (``recbole_mm.compare.compare_files``:
    mean per metric, best in bold, ``*`` = significantly different from the best by a paired t-test
    over test users, Bonferroni-corrected), ``figure2_<dataset>.png/.md/.csv`` (per-user NDCG@5 box
    plots, parameter counts from ``recbole_mm.params``), ``records/`` (the JSON record of every
@@ -37,8 +41,8 @@ One command runs everything, resumably, and writes the report::
 
 Every fit is saved as it finishes (``<work>/runs/<run>.json``, written atomically) and skipped
 when it exists, as is every test, so an interrupted command resumes where it stopped.
-``--measure`` instead trains every model one epoch per dataset (and Figure 2's branches on the
-first) and writes the times to ``<out>/timing.md``, to size a run before starting it.
+``--measure`` instead trains every model one epoch per dataset (and Figure 2's branches on
+``--figure2-datasets``) and writes the times to ``<out>/timing.md``, to size a run before starting it.
 """
 
 import argparse
@@ -55,7 +59,7 @@ import pandas as pd
 import torch
 
 from recbole_mm import Config, get_trainer, load_data_and_model
-from recbole_mm.compare import compare_files, load_run, paired_p_value
+from recbole_mm.compare import compare, compare_files, load_run, paired_p_value
 from recbole_mm.dataset_tools.convert import convert
 from recbole_mm.files import replace_atomically
 from recbole_mm.params import dmf_like
@@ -92,6 +96,10 @@ def _sizes(text):
     return [int(size) for size in text.split(",") if size.strip()]
 
 
+def _floats(text):
+    return [float(value) for value in text.split(",") if value.strip()]
+
+
 def _dataset_spec(parser, item):
     """``NAME`` or ``NAME:N`` of ``--datasets`` as ``(name, users)`` (users 0: all of them)."""
     name, _, users = item.partition(":")
@@ -109,7 +117,7 @@ def parse_args(argv=None):
         default="ml-1m:200,ml-1m,lastfm-2k,amazon-baby",
         help=(
             f"comma-separated, from {', '.join(DATASETS)}; NAME:N draws N users before the 5-core "
-            "(Figure 2 runs on the first)"
+            "(the DMF check runs on the first)"
         ),
     )
     parser.add_argument("--learning-rates", default="0.001,0.01", help="the grid, for every model")
@@ -130,6 +138,11 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--branch", type=_sizes, default=[256], help="CoBraR's branch (and DMF's towers) in Table 2"
+    )
+    parser.add_argument(
+        "--figure2-datasets",
+        default="ml-1m:200,lastfm-2k",
+        help="datasets of --datasets on which Figure 2 (every branch of --architectures) runs",
     )
     parser.add_argument(
         "--architectures",
@@ -180,6 +193,26 @@ def parse_args(argv=None):
         default="ml-1m:200,lastfm-2k",
         help="datasets of --datasets that the --long-epochs check runs on",
     )
+    parser.add_argument(
+        "--grid-datasets",
+        default="ml-1m:200,lastfm-2k",
+        help="datasets of --datasets on which CoBraR and DMF also get the paper's grid",
+    )
+    parser.add_argument(
+        "--grid-embedding-sizes", type=_sizes, default=[64, 128], help="the paper's grid: d"
+    )
+    parser.add_argument(
+        "--grid-weight-decays",
+        type=_floats,
+        default=[0.01, 0.001, 0.0],
+        help="the paper's grid: L2 (the paper: 0.01, 0.001; 0 is Table 2's DMF, RecBole's default)",
+    )
+    parser.add_argument(
+        "--grid-dropouts",
+        type=_floats,
+        default=[0.1, 0.5, 0.9],
+        help="the paper's grid: dropout (CoBraR only: RecBole's DMF has none)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1: steady on a shared CPU)"
@@ -194,20 +227,21 @@ def parse_args(argv=None):
     twice = {dataset_name(*spec) for spec in args.datasets if args.datasets.count(spec) > 1}
     if twice:
         parser.error(f"--datasets names {', '.join(sorted(twice))} twice")
-    for option in ("replicate_datasets", "long_datasets"):
+    for option in ("figure2_datasets", "replicate_datasets", "long_datasets", "grid_datasets"):
         chosen = [_dataset_spec(parser, item) for item in getattr(args, option).split(",") if item]
         missing = [dataset_name(*spec) for spec in chosen if spec not in args.datasets]
         if missing:
             parser.error(
-                f"--{option.replace('_', '-')} {', '.join(missing)}: not in --datasets (Table 2 "
-                "selects their learning rates)"
+                f"--{option.replace('_', '-')} {', '.join(missing)}: not in --datasets (the "
+                "extra runs reuse Table 2's data and settings)"
             )
         setattr(args, option, chosen)
     if args.long_epochs and args.long_epochs <= args.epochs:
         parser.error(f"--long-epochs {args.long_epochs}: more than --epochs {args.epochs}, or 0")
     if args.seed in args.replicate_seeds:
         parser.error(f"--replicate-seeds holds --seed {args.seed}, whose runs are Table 2's")
-    args.learning_rates = [float(lr) for lr in args.learning_rates.split(",")]
+    args.learning_rates = _floats(args.learning_rates)
+    args.weight_decay = args.dropout = None  # the models' own; set per point of the paper's grid
     args.architectures = [_sizes(a) for a in args.architectures.split(";")]
     args.work, args.out = Path(args.work).resolve(), Path(args.out).resolve()
     return args
@@ -227,6 +261,7 @@ def command(args):
         f"--epochs {args.epochs} --baseline-epochs {args.baseline_epochs} "
         f"--stopping-step {args.stopping_step} "
         f"--branch {','.join(map(str, args.branch))} "
+        f"--figure2-datasets '{specs(args.figure2_datasets)}' "
         f"--architectures '{';'.join(','.join(map(str, a)) for a in args.architectures)}' "
         f"--projection-size {args.projection_size} --embedding-size {args.embedding_size} "
         f"--train-batch-size {args.train_batch_size} "
@@ -235,6 +270,10 @@ def command(args):
         f"--replicate-seeds '{','.join(map(str, args.replicate_seeds))}' "
         f"--replicate-datasets '{specs(args.replicate_datasets)}' "
         f"--long-epochs {args.long_epochs} --long-datasets '{specs(args.long_datasets)}' "
+        f"--grid-datasets '{specs(args.grid_datasets)}' "
+        f"--grid-embedding-sizes {','.join(map(str, args.grid_embedding_sizes))} "
+        f"--grid-weight-decays {','.join(f'{v:g}' for v in args.grid_weight_decays)} "
+        f"--grid-dropouts {','.join(f'{v:g}' for v in args.grid_dropouts)} "
         f"--device {args.device} --threads {args.threads}"
     )
 
@@ -322,10 +361,14 @@ def model_settings(args, dataset, model, branch):
     """Config keys of ``model`` beyond the shared ones (dict).
 
     DMF gets CoBraR's architecture and ``--dmf-negatives`` uniform negatives per positive (CoBraR
-    has 5); MultiVAE keeps RecBole's sizes (it has no embedding of ids).
+    has 5); MultiVAE keeps RecBole's sizes (it has no embedding of ids). A point of the paper's grid
+    (``args.weight_decay`` / ``args.dropout`` set) also sets the L2 penalty and CoBraR's dropout.
     """
+    tuned = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
     if model == "CoBraR":
-        return cobrar_settings(args, branch)
+        if args.dropout is not None:
+            tuned["dropout_prob"] = args.dropout
+        return {**cobrar_settings(args, branch), **tuned}
     if model == "DMF":
         cobrar = Config(
             "CoBraR",
@@ -334,18 +377,24 @@ def model_settings(args, dataset, model, branch):
             config_dict={"data_path": str(args.work / "data"), **cobrar_settings(args, branch)},
         )
         sampling = {**cobrar["train_neg_sample_args"], "sample_num": args.dmf_negatives}
-        return {**dmf_like(cobrar), "train_neg_sample_args": sampling}
+        return {**dmf_like(cobrar), "train_neg_sample_args": sampling, **tuned}
     if model == "MultiVAE":
         return {}
     return {"embedding_size": args.embedding_size}
 
 
 def run_name(args, dataset, model, branch, lr):
-    """File stem of one fit, e.g. ``ml-1m-u200__CoBraR__256__lr0.01``; DMF's names end with its
-    negatives per positive (``__neg1``)."""
+    """File stem of one fit, e.g. ``ml-1m-u200__CoBraR__256__lr0.01``; a point of the paper's
+    grid adds its settings (``__d128__wd0.001__do0.5``), and DMF's names end with its negatives
+    per positive (``__neg1``)."""
     architecture = "-".join(map(str, branch)) if model in ("CoBraR", "DMF") else "default"
+    tuned = ""
+    if args.weight_decay is not None:
+        tuned = f"__d{args.embedding_size}__wd{args.weight_decay:g}"
+    if args.dropout is not None and model == "CoBraR":
+        tuned += f"__do{args.dropout:g}"
     negatives = f"__neg{args.dmf_negatives}" if model == "DMF" else ""
-    return f"{dataset}__{model}__{architecture}__lr{lr:g}{negatives}"
+    return f"{dataset}__{model}__{architecture}__lr{lr:g}{tuned}{negatives}"
 
 
 def dataset_files(args, dataset):
@@ -539,9 +588,9 @@ def variant_args(args, folder, **changes):
     return argparse.Namespace(**{**vars(args), **changes, "work": work, "out": work})
 
 
-def pair_again(tables, name, users, variant):
-    """Table 2's DMF and CoBraR of dataset ``(name, users)``, at the learning rates selected
-    there, fitted under ``variant`` (see :func:`variant_args`) and tested once.
+def pair_again(tables, name, users, variant, models=PAIR):
+    """Table 2's ``models`` (DMF and CoBraR) of dataset ``(name, users)``, at the learning rates
+    selected there, fitted under ``variant`` (see :func:`variant_args`) and tested once.
 
     Returns:
         dict: {model: fit summary with ``record``}, like Table 2's selections.
@@ -549,7 +598,7 @@ def pair_again(tables, name, users, variant):
     dataset = dataset_name(name, users)
     prepare_data(variant, name, users)
     runs = {}
-    for model in PAIR:
+    for model in models:
         lr = tables[dataset][model]["learning_rate"]
         summary = fitted(variant, dataset, model, variant.branch, lr)
         runs[model] = {**summary, "record": str(test(variant, summary, model))}
@@ -624,6 +673,48 @@ def replicate(args, tables):
     return rows
 
 
+def every_model_over_seeds(args, tables):
+    """All of Table 2's models (at the learning rates selected there) under ``--seed`` and every
+    ``--replicate-seeds`` on each of ``--replicate-datasets``, capped at ``--epochs``; each seed's
+    runs compared as Table 2 compares them. Writes ``seeds_models.md/.csv``.
+
+    Returns:
+        list of dict: per dataset, seed and model: test NDCG@5 (with ``best`` and ``worse``: the
+        best mean of that seed, or significantly below it), ARP@5 and ItemCoverage@5.
+    """
+    if not (args.replicate_seeds and args.replicate_datasets):
+        return []
+    metrics = [f"ndcg@{K}", f"arp@{K}", f"itemcoverage@{K}"]
+    rows = []
+    for name, users in args.replicate_datasets:
+        dataset = dataset_name(name, users)
+        for seed in [args.seed, *args.replicate_seeds]:
+            folder = variant_folder(args, seed, args.epochs)
+            if folder == Path():
+                runs = tables[dataset]
+            else:
+                variant = variant_args(args, folder, seed=seed, epochs=args.epochs)
+                runs = pair_again(tables, name, users, variant, models=MODELS)
+            table = compare(
+                [load_run(runs[model]["record"], model) for model in MODELS], metrics=metrics
+            )
+            for model in MODELS:
+                cells = table.cells[model]
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "seed": str(seed),
+                        "model": model,
+                        **{metric: cells[metric].mean for metric in metrics},
+                        "best": cells[metrics[0]].best,
+                        "worse": cells[metrics[0]].significant,
+                        "epochs": runs[model]["epochs"],
+                    }
+                )
+    write_rows(args, "seeds_models", rows)
+    return rows
+
+
 def longer(args, tables):
     """CoBraR vs DMF capped at ``--epochs`` (Table 2's runs) and at ``--long-epochs`` (same data,
     seed and patience), on each of ``--long-datasets``; writes ``epochs.md/.csv``. Returns the
@@ -636,6 +727,84 @@ def longer(args, tables):
             runs = pair_at(args, tables, name, users, args.seed, cap)
             rows.append(pair_row(dataset_name(name, users), runs, max_epochs=cap))
     write_rows(args, "epochs", rows)
+    return rows
+
+
+def grid_points(args, model):
+    """The paper's grid of ``model`` beyond the learning rate: ``(d, L2, dropout)`` triples, dropout
+    ``None`` for DMF (RecBole's DMF has no dropout) (list of tuple)."""
+    dropouts = args.grid_dropouts if model == "CoBraR" else [None]
+    return [
+        (d, wd, p)
+        for d in args.grid_embedding_sizes
+        for wd in args.grid_weight_decays
+        for p in dropouts
+    ]
+
+
+def learned(summary):
+    """Whether a fit's validation NDCG@5 moved at all over its epochs (bool): a constant curve
+    means the model did not learn (e.g. DMF under a large L2)."""
+    return len(summary["valid_curve"]) < 2 or len(set(summary["valid_curve"])) > 1
+
+
+def setting_text(summary):
+    """A grid point in words, e.g. ``lr 0.001, d 64, L2 0.01, dropout 0.5`` (str)."""
+    text = (
+        f"lr {summary['learning_rate']:g}, d {summary['embedding_size']}, "
+        f"L2 {summary['weight_decay']:g}"
+    )
+    return text if summary["dropout"] is None else f"{text}, dropout {summary['dropout']:g}"
+
+
+def paper_grid(args):
+    """CoBraR and DMF (Table 2's branch, data and seed) each tuned over the paper's grid on every
+    dataset of ``--grid-datasets``: learning rate x d x L2 (x dropout for CoBraR); the point with
+    the best validation NDCG@5 of each model is tested once. Runs live in ``<work>/grid``; writes
+    ``grid.md/.csv`` (the selected pair per dataset, :func:`pair_row` with the settings) and
+    ``grid_fits.csv`` (every fit's validation NDCG@5). Returns the pair rows."""
+    if not args.grid_datasets:
+        return []
+    rows, fits = [], []
+    for name, users in args.grid_datasets:
+        dataset = dataset_name(name, users)
+        runs, chosen = {}, {}
+        for model in PAIR:
+            grid = []
+            for d, wd, p in grid_points(args, model):
+                variant = variant_args(
+                    args, "grid", embedding_size=d, weight_decay=wd, dropout=p
+                )
+                prepare_data(variant, name, users)
+                for lr in args.learning_rates:
+                    summary = fitted(variant, dataset, model, args.branch, lr)
+                    point = {"embedding_size": d, "weight_decay": wd, "dropout": p}
+                    grid.append(({**summary, **point}, variant))
+            fits += [
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "learning_rate": s["learning_rate"],
+                    "embedding_size": s["embedding_size"],
+                    "weight_decay": s["weight_decay"],
+                    "dropout": "" if s["dropout"] is None else s["dropout"],
+                    f"valid_ndcg@{K}": s["best_valid_score"],
+                    "learned": learned(s),
+                    "epochs": s["epochs"],
+                }
+                for s, _ in grid
+            ]
+            best, variant = max(grid, key=lambda pair: pair[0]["best_valid_score"])
+            runs[model] = {**best, "record": str(test(variant, best, model))}
+            chosen[f"{model}_setting"] = setting_text(best)
+            chosen[f"{model}_valid_ndcg@{K}"] = best["best_valid_score"]
+            chosen[f"{model}_fits_that_learned"] = (
+                f"{sum(learned(s) for s, _ in grid)} of {len(grid)}"
+            )
+        rows.append(pair_row(dataset, runs, **chosen))
+    write_rows(args, "grid", rows)
+    frame = pd.DataFrame(fits)
+    replace_atomically(args.out / "grid_fits.csv", lambda f: frame.to_csv(f, index=False))
     return rows
 
 
@@ -754,9 +923,10 @@ def measure(args, datasets):
         "| dataset | model | branch | train s/epoch | valid s |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for index, dataset in enumerate(datasets):
+    figures = [dataset_name(*spec) for spec in args.figure2_datasets]
+    for dataset in datasets:
         jobs = [(model, args.branch) for model in MODELS]
-        if index == 0:
+        if dataset in figures:
             jobs += [
                 (m, b) for b in args.architectures if b != args.branch for m in ("DMF", "CoBraR")
             ]
@@ -804,12 +974,15 @@ def extent(agreeing, total):
     return "partly" if agreeing else "does not hold"
 
 
-def claims(tables, rows, first, table_branch, seeds, capped):
+def claims(tables, figures, table_branch, seeds, capped, every, grid):
     """Plain statements on the paper's three claims, from the measured numbers (list of str).
 
-    Figure 2's pair with Table 2's branch (``table_branch``) is Table 2's runs: counted once, as
+    ``figures``: :func:`figure2_rows` per dataset. Figure 2's pair with Table 2's branch
+    (``table_branch``) is Table 2's runs: counted once, as
     are the rows of ``seeds`` (see :func:`replicate`) with Table 2's seed (the first per dataset).
-    ``capped`` (see :func:`longer`) adds what a higher epoch cap changes.
+    ``capped`` (see :func:`longer`) adds what a higher epoch cap changes; ``every`` (see
+    :func:`every_model_over_seeds`) how often CoBraR's coverage is the highest over the seeds;
+    ``grid`` (see :func:`paper_grid`) adds the pairs tuned over the paper's grid.
     """
     ndcg, coverage = f"ndcg@{K}", f"itemcoverage@{K}"
     accuracy = []
@@ -826,27 +999,35 @@ def claims(tables, rows, first, table_branch, seeds, capped):
                 verdict(difference, p_value),
             )
         )
-    for dmf, cobrar in zip(rows[::2], rows[1::2]):
+    pairs = [
+        (dataset, dmf, cobrar)
+        for dataset, rows in figures.items()
+        for dmf, cobrar in zip(rows[::2], rows[1::2])
+    ]
+    for dataset, dmf, cobrar in pairs:
         if cobrar["branch"] == str(table_branch):
             continue
         p_value = cobrar["ndcg_p_cobrar_vs_dmf"]
         accuracy.append(
             (
                 (
-                    f"   - Figure 2, {first}, branch {cobrar['branch']}: CoBraR {cobrar[ndcg]:.4f} vs "
-                    f"DMF {dmf[ndcg]:.4f} (p = {p_value:.3g})"
+                    f"   - Figure 2, {dataset}, branch {cobrar['branch']}: CoBraR "
+                    f"{cobrar[ndcg]:.4f} vs DMF {dmf[ndcg]:.4f} (p = {p_value:.3g})"
                 ),
                 verdict(cobrar[ndcg] - dmf[ndcg], p_value),
             )
         )
     extra = [row for row in seeds if row["seed"] != seeds[0]["seed"]]
-    for row in extra:
+    labelled = [
+        (f"seed {row['seed']}, {row['dataset']}, at most {row['max_epochs']} epochs", row)
+        for row in extra
+    ] + [(f"paper's grid, {row['dataset']}", row) for row in grid]
+    for label, row in labelled:
         cobrar, dmf = row[f"CoBraR_{ndcg}"], row[f"DMF_{ndcg}"]
         accuracy.append(
             (
                 (
-                    f"   - seed {row['seed']}, {row['dataset']}, at most {row['max_epochs']} "
-                    f"epochs: CoBraR {cobrar:.4f} vs DMF {dmf:.4f} "
+                    f"   - {label}: CoBraR {cobrar:.4f} vs DMF {dmf:.4f} "
                     f"(p = {row['ndcg_p_cobrar_vs_dmf']:.3g})"
                 ),
                 verdict(cobrar - dmf, row["ndcg_p_cobrar_vs_dmf"]),
@@ -876,13 +1057,9 @@ def claims(tables, rows, first, table_branch, seeds, capped):
             f"{len(capped) // 2} of those differences are significant (the other seeds' runs "
             "with that cap are listed above)."
         )
-    if rows:
-        branch_ratios = {
-            c["branch_parameters"] / d["branch_parameters"] for d, c in zip(rows[::2], rows[1::2])
-        }
-        total_ratios = [
-            c["total_parameters"] / d["total_parameters"] for d, c in zip(rows[::2], rows[1::2])
-        ]
+    if pairs:
+        branch_ratios = {c["branch_parameters"] / d["branch_parameters"] for _, d, c in pairs}
+        total_ratios = [c["total_parameters"] / d["total_parameters"] for _, d, c in pairs]
         lines.append(
             f"2. **Half the branch parameters: {'holds' if branch_ratios == {0.5} else 'does not hold'}"
             f"** (CoBraR / DMF branch parameters {sorted(branch_ratios)}: one shared branch instead "
@@ -890,9 +1067,9 @@ def claims(tables, rows, first, table_branch, seeds, capped):
             f"{max(total_ratios):.2f}x, because both keep two input projections "
             "(n_items -> p and n_users -> p):"
         )
-        for dmf, cobrar in zip(rows[::2], rows[1::2]):
+        for dataset, dmf, cobrar in pairs:
             lines.append(
-                f"   - {cobrar['branch']}: branch {cobrar['branch_parameters']:,} vs "
+                f"   - {dataset}, {cobrar['branch']}: branch {cobrar['branch_parameters']:,} vs "
                 f"{dmf['branch_parameters']:,}; all {cobrar['total_parameters']:,} vs "
                 f"{dmf['total_parameters']:,}."
             )
@@ -912,11 +1089,28 @@ def claims(tables, rows, first, table_branch, seeds, capped):
         lines.append(
             f"   - {dataset}: " + ", ".join(f"{m} {v:.4f}" for m, v in by_model.items()) + "."
         )
-    if extra:
-        higher = sum(row[f"CoBraR_{coverage}"] > row[f"DMF_{coverage}"] for row in extra)
+    if extra or grid:
+        others = [row for _, row in labelled]
+        higher = sum(row[f"CoBraR_{coverage}"] > row[f"DMF_{coverage}"] for row in others)
+        sections = " and ".join(
+            name for name, rows_of in (("'Seeds'", extra), ("'Paper's grid'", grid)) if rows_of
+        )
         lines.append(
-            f"   - with the other seeds (CoBraR and DMF only): above DMF's in {higher} of "
-            f"{len(extra)} runs (section 'Seeds')."
+            f"   - in the other runs of CoBraR and DMF (sections {sections}): above DMF's in "
+            f"{higher} of {len(others)}."
+        )
+    if every:
+        runs = pd.DataFrame(every)
+        highest = runs.loc[runs.groupby(["dataset", "seed"], sort=False)[coverage].idxmax()]
+        lines.append(
+            f"   - over the seeds of section 'Seeds: all five models': the highest of the five "
+            f"in {int((highest['model'] == 'CoBraR').sum())} of {len(highest)} (dataset, seed) "
+            "runs ("
+            + ", ".join(
+                f"{dataset}: {int((mine['model'] == 'CoBraR').sum())} of {len(mine)}"
+                for dataset, mine in highest.groupby("dataset", sort=False)
+            )
+            + ")."
         )
     return lines
 
@@ -929,12 +1123,12 @@ def users_text(args):
 
 def fit_minutes(args, datasets):
     """(number, total training minutes) of the saved fits of ``datasets``, those of the extra
-    seeds and of the ``--long-epochs`` check included (tuple)."""
+    seeds, of the ``--long-epochs`` check and of the paper's grid included (tuple)."""
     folders = [
         args.work / variant_folder(args, seed, cap)
         for seed in [args.seed, *args.replicate_seeds]
         for cap in [args.epochs, args.long_epochs]
-    ]
+    ] + [args.work / "grid"]
     saved = [path for folder in folders for path in (folder / "runs").glob("*.json")]
     seconds = [
         summary["fit_seconds"]
@@ -995,7 +1189,44 @@ def cap_summary(capped):
     return lines
 
 
-def write_readme(args, tables, rows, check, seeds, capped):
+def grid_size(args, model):
+    """Fits per dataset of ``model`` in the paper's grid (int)."""
+    return len(args.learning_rates) * len(grid_points(args, model))
+
+
+def grid_summary(grid):
+    """Per dataset, the pair selected over the paper's grid in words (list of str)."""
+    ndcg = f"ndcg@{K}"
+    return [
+        f"- {row['dataset']}: CoBraR ({row['CoBraR_setting']}) {row[f'CoBraR_{ndcg}']:.4f} vs "
+        f"DMF ({row['DMF_setting']}) {row[f'DMF_{ndcg}']:.4f}, "
+        + verdict(row[f"CoBraR_{ndcg}"] - row[f"DMF_{ndcg}"], row["ndcg_p_cobrar_vs_dmf"])
+        + f" (p = {row['ndcg_p_cobrar_vs_dmf']:.3g}). Fits whose validation NDCG@{K} moved at "
+        f"all (the others did not learn): DMF {row['DMF_fits_that_learned']}, CoBraR "
+        f"{row['CoBraR_fits_that_learned']}."
+        for row in grid
+    ]
+
+
+def every_model_table(every):
+    """Per dataset, each model over the seeds of ``every`` (see :func:`every_model_over_seeds`)
+    as a Markdown table (list of str)."""
+    ndcg, arp, coverage = f"ndcg@{K}", f"arp@{K}", f"itemcoverage@{K}"
+    lines = [
+        f"| dataset | model | NDCG@{K} mean ± sd | best | significantly below the best "
+        f"| ARP@{K} mean | ItemCoverage@{K} mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, model), mine in pd.DataFrame(every).groupby(["dataset", "model"], sort=False):
+        lines.append(
+            f"| {dataset} | {model} | {mine[ndcg].mean():.4f} ± {mine[ndcg].std():.4f} "
+            f"| {int(mine['best'].sum())} of {len(mine)} | {int(mine['worse'].sum())} of "
+            f"{len(mine)} | {mine[arp].mean():.1f} | {mine[coverage].mean():.4f} |"
+        )
+    return lines
+
+
+def write_readme(args, tables, figures, check, seeds, capped, every, grid):
     """``<out>/README.md``: command, data, device, seeds, reductions, tables, figure, findings."""
     first = next(iter(tables))
     fits, minutes = fit_minutes(args, tables)
@@ -1018,7 +1249,7 @@ def write_readme(args, tables, rows, check, seeds, capped):
         "## Setup",
         "",
         f"- Device: {describe_device(args.device)}, {args.threads} torch thread(s), shared with "
-        f"other jobs. Training time of all {fits} fits (sum, validation included): "
+        f"other jobs, subnormal floats flushed to zero (`torch.set_flush_denormal`). Training time of all {fits} fits (sum, validation included): "
         f"{minutes:.0f} min. Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions().items() if v)
         + f"; {platform.platform()}.",
@@ -1071,7 +1302,12 @@ def write_readme(args, tables, rows, check, seeds, capped):
         "",
         f"- Datasets: {', '.join(tables)} (paper: {PAPER['datasets']}); users drawn before the "
         f"5-core: {users_text(args)}."
-        + (f" Figure 2 and the DMF check run on {first} only." if len(tables) > 1 else "")
+        + (
+            f" Figure 2 runs on {', '.join(figures) or 'none'} (paper: ML-1M), the DMF check on "
+            f"{first} only."
+            if len(tables) > 1
+            else ""
+        )
         + (
             " amazon-baby is left out for time: per training row, RecBole's DMF multiplies a "
             "dense row over all its 19,445 users and one over its 7,050 items (see "
@@ -1085,6 +1321,13 @@ def write_readme(args, tables, rows, check, seeds, capped):
             f"{PAPER['grid']}); projection p = {args.projection_size}, embedding {args.embedding_size}, "
             "dropout and L2 fixed; Table 2's CoBraR/DMF branch fixed to "
             f"{args.branch}."
+            + (
+                f" Section 'Paper's grid' tunes CoBraR and DMF over that grid (L2 "
+                f"{args.grid_weight_decays}) but the branch (fixed to {args.branch}) on "
+                f"{', '.join(dataset_name(*spec) for spec in args.grid_datasets)}."
+                if grid
+                else ""
+            )
         ),
         (
             f"- Epochs: CoBraR and DMF at most {args.epochs} (paper: {PAPER['epochs']}), so they "
@@ -1101,17 +1344,19 @@ def write_readme(args, tables, rows, check, seeds, capped):
             )
         ),
         (
-            f"- Seeds: Table 2 and Figure 2 with seed {args.seed} only; CoBraR vs DMF also with "
-            f"seeds {', '.join(map(str, args.replicate_seeds))} on "
-            f"{', '.join(dataset_name(*spec) for spec in args.replicate_datasets)} (section "
-            "'Seeds'), at the learning rates selected on seed "
+            f"- Seeds: Table 2 and Figure 2 with seed {args.seed} only; "
+            + ("Table 2's models" if every else "CoBraR vs DMF")
+            + f" also with seeds {', '.join(map(str, args.replicate_seeds))} on "
+            f"{', '.join(dataset_name(*spec) for spec in args.replicate_datasets)} (sections "
+            + ("'Seeds' and 'Seeds: all five models'" if every else "'Seeds'")
+            + "), at the learning rates selected on seed "
             f"{args.seed}'s validation."
             if seeds
             else f"- One seed ({args.seed}), one split: no variance over seeds."
         ),
     ]
     if check:
-        stuck = all(len(set(summary["valid_curve"])) == 1 for summary in check)
+        stuck = not any(map(learned, check))
         lines.append(
             f"- DMF: {args.dmf_negatives} negative(s) per positive instead of CoBraR's "
             f"{args.dmf_check_negatives}"
@@ -1147,25 +1392,25 @@ def write_readme(args, tables, rows, check, seeds, capped):
         lines += [f"### {dataset}", "", (args.out / f"table2_{dataset}.md").read_text().strip(), ""]
         lines += ["Selected learning rate, validation NDCG@5 over the grid, epochs run:", ""]
         for model in MODELS:
-            grid = ", ".join(
+            tried = ", ".join(
                 f"lr {s['learning_rate']:g}: {s['best_valid_score']:.4f} ({s['epochs']} epochs, "
                 f"{statistics.median(s['train_epoch_seconds']):.1f} s/epoch)"
                 for s in selected[model]["grid"]
             )
-            lines.append(f"- {model}: lr {selected[model]['learning_rate']:g} selected; {grid}")
+            lines.append(f"- {model}: lr {selected[model]['learning_rate']:g} selected; {tried}")
         lines.append("")
-    if rows:
+    for dataset, rows in figures.items():
         lines += [
-            f"## Figure 2 ({first}): accuracy vs branch parameters, DMF vs CoBraR",
+            f"## Figure 2 ({dataset}): accuracy vs branch parameters, DMF vs CoBraR",
             "",
-            f"![per-user NDCG@5 per branch](figure2_{first}.png)",
+            f"![per-user NDCG@5 per branch](figure2_{dataset}.png)",
             "",
             *markdown_table(pd.DataFrame(rows)),
             "",
             (
                 f"`ndcg_p_cobrar_vs_dmf`: paired t-test over test users, CoBraR vs DMF of the same "
-                f"branch (uncorrected). All ten runs with significance marks against the best: "
-                f"[figure2_{first}.md](figure2_{first}.md)."
+                f"branch (uncorrected). All {len(rows)} runs with significance marks against the "
+                f"best: [figure2_{dataset}.md](figure2_{dataset}.md)."
             ),
             "",
         ]
@@ -1180,10 +1425,8 @@ def write_readme(args, tables, rows, check, seeds, capped):
             "",
         ]
         for summary in check:
-            curve = summary["valid_curve"]
-            learned = len(curve) < 2 or len(set(curve)) > 1
-            flat = "" if learned else " (constant: the model did not learn)"
-            lines.append(f"- lr {summary['learning_rate']:g}: {curve}{flat}")
+            flat = "" if learned(summary) else " (constant: the model did not learn)"
+            lines.append(f"- lr {summary['learning_rate']:g}: {summary['valid_curve']}{flat}")
         lines.append("")
     if seeds:
         lines += [
@@ -1202,6 +1445,23 @@ def write_readme(args, tables, rows, check, seeds, capped):
             *markdown_table(pd.DataFrame(seeds)),
             "",
         ]
+    if every:
+        lines += [
+            "## Seeds: all five models",
+            "",
+            (
+                f"Every model of Table 2 at the learning rate selected there, with each seed of "
+                f"section 'Seeds' (at most {args.epochs} epochs for CoBraR and DMF, "
+                f"{args.baseline_epochs} for the others), tested once; per seed the five runs are "
+                "compared as in Table 2. best: the seeds in which the model has the best mean "
+                f"NDCG@{K}; significantly below the best: paired t-test over test users, "
+                "Bonferroni-corrected over the models, 0.05. Per seed and model: "
+                "[seeds_models.md](seeds_models.md)."
+            ),
+            "",
+            *every_model_table(every),
+            "",
+        ]
     if capped:
         lines += [
             "## Epoch cap: CoBraR vs DMF trained longer",
@@ -1218,10 +1478,31 @@ def write_readme(args, tables, rows, check, seeds, capped):
             *markdown_table(pd.DataFrame(capped)),
             "",
         ]
+    if grid:
+        lines += [
+            "## Paper's grid: CoBraR vs DMF tuned further",
+            "",
+            (
+                f"Table 2's CoBraR and DMF (branch {args.branch}, same data and seed, at most "
+                f"{args.epochs} epochs, patience {args.stopping_step}) each tuned over learning rate "
+                f"{args.learning_rates} x d {args.grid_embedding_sizes} x L2 "
+                f"{args.grid_weight_decays}, and CoBraR also over dropout {args.grid_dropouts} "
+                f"(RecBole's DMF has no dropout): {grid_size(args, 'CoBraR')} CoBraR and "
+                f"{grid_size(args, 'DMF')} DMF fits per dataset. Each model's point with the best "
+                f"validation NDCG@{K} is tested once. p: paired t-test of per-user test "
+                f"NDCG@{K}, CoBraR vs DMF (uncorrected). Every fit's validation score: "
+                "[grid_fits.csv](grid_fits.csv)."
+            ),
+            "",
+            *grid_summary(grid),
+            "",
+            *markdown_table(pd.DataFrame(grid)),
+            "",
+        ]
     lines += [
         "## Do the paper's claims hold here?",
         "",
-        *claims(tables, rows, first, args.branch, seeds, capped),
+        *claims(tables, figures, args.branch, seeds, capped, every, grid),
         "",
     ]
     lines += [
@@ -1238,6 +1519,8 @@ def write_readme(args, tables, rows, check, seeds, capped):
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    # weights pushed towards 0 by a large L2 become subnormal floats, 10-30x slower on a CPU
+    torch.set_flush_denormal(True)
     for folder in (args.work, args.out):
         folder.mkdir(parents=True, exist_ok=True)
     here = os.getcwd()
@@ -1247,14 +1530,16 @@ def main(argv=None):
         if args.measure:
             measure(args, datasets)
             return
-        tables, rows, check = {}, [], []
-        for index, dataset in enumerate(datasets):
-            tables[dataset] = table2(args, dataset)
-            if index == 0:
-                rows = figure2(args, dataset, tables[dataset])
-                check = dmf_check(args, dataset)
+        tables = {dataset: table2(args, dataset) for dataset in datasets}
+        figures = {
+            dataset: figure2(args, dataset, tables[dataset])
+            for dataset in map(lambda spec: dataset_name(*spec), args.figure2_datasets)
+        }
+        check = dmf_check(args, datasets[0])
         seeds, capped = replicate(args, tables), longer(args, tables)
-        write_readme(args, tables, rows, check, seeds, capped)
+        every = every_model_over_seeds(args, tables)
+        grid = paper_grid(args)
+        write_readme(args, tables, figures, check, seeds, capped, every, grid)
     finally:
         os.chdir(here)
 

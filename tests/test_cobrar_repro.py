@@ -1,0 +1,65 @@
+"""The CoBraR reproduction's command line and run naming (experiments/cobrar_repro.py): every fit
+of the paper's grid must get its own run file, and the report's command must regenerate the same
+settings. No training here."""
+
+import importlib.util
+import shlex
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "cobrar_repro.py"
+
+
+@pytest.fixture(scope="module")
+def repro():
+    spec = importlib.util.spec_from_file_location("cobrar_repro", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_grid_points_cover_the_grid_and_dmf_has_no_dropout(repro):
+    args = repro.parse_args(
+        ["--grid-embedding-sizes", "64,128", "--grid-weight-decays", "0.01,0", "--grid-dropouts",
+         "0.1,0.5,0.9"]
+    )
+    assert len(repro.grid_points(args, "CoBraR")) == 2 * 2 * 3
+    assert repro.grid_points(args, "DMF") == [(64, 0.01, None), (64, 0.0, None),
+                                              (128, 0.01, None), (128, 0.0, None)]
+    assert repro.grid_size(args, "CoBraR") == 2 * 2 * 2 * 3  # times the learning rates
+
+
+def test_every_grid_fit_has_its_own_run_name_and_settings(repro):
+    args = repro.parse_args([])
+    names = set()
+    for model in repro.PAIR:
+        for d, wd, p in repro.grid_points(args, model):
+            variant = repro.variant_args(args, "grid", embedding_size=d, weight_decay=wd, dropout=p)
+            for lr in args.learning_rates:
+                names.add(repro.run_name(variant, "lastfm-2k", model, args.branch, lr))
+            settings = repro.model_settings(variant, "lastfm-2k", model, args.branch)
+            assert settings["weight_decay"] == wd
+            assert ("dropout_prob" in settings) == (model == "CoBraR")
+    expected = sum(repro.grid_size(args, model) for model in repro.PAIR)
+    assert len(names) == expected
+    # Table 2's runs keep their names: no grid suffix without a grid point
+    table2 = repro.run_name(args, "lastfm-2k", "CoBraR", args.branch, 0.001)
+    assert table2 == "lastfm-2k__CoBraR__256__lr0.001" and table2 not in names
+
+
+def test_command_spells_out_the_parsed_settings(repro):
+    argv = ["--datasets", "lastfm-2k,ml-1m:200", "--figure2-datasets", "lastfm-2k",
+            "--grid-datasets", "ml-1m:200", "--grid-weight-decays", "0.001", "--replicate-seeds",
+            "7", "--replicate-datasets", "lastfm-2k"]
+    args = repro.parse_args(argv)
+    again = repro.parse_args(shlex.split(repro.command(args))[5:])
+    assert vars(again) == vars(args)
+
+
+@pytest.mark.parametrize("option", ["--figure2-datasets", "--grid-datasets"])
+def test_extra_datasets_must_be_in_datasets(repro, option, capsys):
+    with pytest.raises(SystemExit):
+        repro.parse_args(["--datasets", "lastfm-2k", "--replicate-datasets", "",
+                          "--long-datasets", "", option, "amazon-baby"])
+    assert "not in --datasets" in capsys.readouterr().err
