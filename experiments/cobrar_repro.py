@@ -25,7 +25,9 @@ One command runs everything, resumably, and writes the report::
 4. **Seeds** (``--replicate-datasets``): CoBraR and DMF as in Table 2, at the learning rates
    selected there, again under each of ``--replicate-seeds`` (a new user draw, split,
    initialisation and sampling; data, runs and records under ``<work>/seeds/<seed>``), each tested
-   once: ``seeds.md/.csv`` (per seed: NDCG@5 of both, paired t-test p-value, coverage).
+   once: ``seeds.md/.csv`` (per seed: NDCG@5 of both, paired t-test p-value, coverage). The
+   other models of Table 2 too, each seed's five runs compared as Table 2's:
+   ``seeds_models.md/.csv``.
 5. **Epoch cap** (``--long-datasets``): the same pair with the same data and seed, capped at
    ``--long-epochs`` instead of ``--epochs`` (runs under ``<work>/epochs<N>``): ``epochs.md/.csv``.
 6. **Paper's grid** (``--grid-datasets``): the same pair, data and seed, each model tuned over
@@ -42,7 +44,8 @@ One command runs everything, resumably, and writes the report::
 Every fit is saved as it finishes (``<work>/runs/<run>.json``, written atomically) and skipped
 when it exists, as is every test, so an interrupted command resumes where it stopped.
 ``--measure`` instead trains every model one epoch per dataset (and Figure 2's branches on
-``--figure2-datasets``) and writes the times to ``<out>/timing.md``, to size a run before starting it.
+``--figure2-datasets``) and writes the times to ``<out>/timing.md``, to size a run before
+starting it.
 """
 
 import argparse
@@ -772,9 +775,7 @@ def paper_grid(args):
         for model in PAIR:
             grid = []
             for d, wd, p in grid_points(args, model):
-                variant = variant_args(
-                    args, "grid", embedding_size=d, weight_decay=wd, dropout=p
-                )
+                variant = variant_args(args, "grid", embedding_size=d, weight_decay=wd, dropout=p)
                 prepare_data(variant, name, users)
                 for lr in args.learning_rates:
                     summary = fitted(variant, dataset, model, args.branch, lr)
@@ -953,6 +954,8 @@ def markdown_table(frame):
 
 
 def _cell(value):
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (int, np.integer)):
@@ -978,8 +981,8 @@ def claims(tables, figures, table_branch, seeds, capped, every, grid):
     """Plain statements on the paper's three claims, from the measured numbers (list of str).
 
     ``figures``: :func:`figure2_rows` per dataset. Figure 2's pair with Table 2's branch
-    (``table_branch``) is Table 2's runs: counted once, as
-    are the rows of ``seeds`` (see :func:`replicate`) with Table 2's seed (the first per dataset).
+    (``table_branch``) is Table 2's runs: counted once, as are the rows of ``seeds`` (see
+    :func:`replicate`) with Table 2's seed (the first per dataset).
     ``capped`` (see :func:`longer`) adds what a higher epoch cap changes; ``every`` (see
     :func:`every_model_over_seeds`) how often CoBraR's coverage is the highest over the seeds;
     ``grid`` (see :func:`paper_grid`) adds the pairs tuned over the paper's grid.
@@ -1249,7 +1252,8 @@ def write_readme(args, tables, figures, check, seeds, capped, every, grid):
         "## Setup",
         "",
         f"- Device: {describe_device(args.device)}, {args.threads} torch thread(s), shared with "
-        f"other jobs, subnormal floats flushed to zero (`torch.set_flush_denormal`). Training time of all {fits} fits (sum, validation included): "
+        "other jobs, subnormal floats flushed to zero (`torch.set_flush_denormal`). Training "
+        f"time of all {fits} fits (sum, validation included): "
         f"{minutes:.0f} min. Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions().items() if v)
         + f"; {platform.platform()}.",
