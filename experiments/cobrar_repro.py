@@ -360,17 +360,24 @@ def cobrar_settings(args, branch):
     }
 
 
+def grid_settings(args, model):
+    """The config keys a point of the paper's grid sets (``args.weight_decay`` / ``args.dropout``
+    not ``None``): the L2 penalty, and CoBraR's dropout (dict; empty outside the grid)."""
+    tuned = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
+    if args.dropout is not None and model == "CoBraR":
+        tuned["dropout_prob"] = args.dropout
+    return tuned
+
+
 def model_settings(args, dataset, model, branch):
     """Config keys of ``model`` beyond the shared ones (dict).
 
     DMF gets CoBraR's architecture and ``--dmf-negatives`` uniform negatives per positive (CoBraR
     has 5); MultiVAE keeps RecBole's sizes (it has no embedding of ids). A point of the paper's grid
-    (``args.weight_decay`` / ``args.dropout`` set) also sets the L2 penalty and CoBraR's dropout.
+    adds its :func:`grid_settings`.
     """
-    tuned = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
+    tuned = grid_settings(args, model)
     if model == "CoBraR":
-        if args.dropout is not None:
-            tuned["dropout_prob"] = args.dropout
         return {**cobrar_settings(args, branch), **tuned}
     if model == "DMF":
         cobrar = Config(

@@ -38,12 +38,16 @@ def test_every_grid_fit_has_its_own_run_name_and_settings(repro):
             variant = repro.variant_args(args, "grid", embedding_size=d, weight_decay=wd, dropout=p)
             for lr in args.learning_rates:
                 names.add(repro.run_name(variant, "lastfm-2k", model, args.branch, lr))
+            if model == "DMF":  # its settings read the converted dataset's config
+                assert repro.grid_settings(variant, model) == {"weight_decay": wd}
+                continue
             settings = repro.model_settings(variant, "lastfm-2k", model, args.branch)
-            assert settings["weight_decay"] == wd
-            assert ("dropout_prob" in settings) == (model == "CoBraR")
+            assert (settings["embedding_size"], settings["weight_decay"]) == (d, wd)
+            assert settings["dropout_prob"] == p
     expected = sum(repro.grid_size(args, model) for model in repro.PAIR)
     assert len(names) == expected
-    # Table 2's runs keep their names: no grid suffix without a grid point
+    # Table 2's runs keep their names and settings: nothing of the grid without a grid point
+    assert repro.grid_settings(args, "CoBraR") == {}
     table2 = repro.run_name(args, "lastfm-2k", "CoBraR", args.branch, 0.001)
     assert table2 == "lastfm-2k__CoBraR__256__lr0.001" and table2 not in names
 
