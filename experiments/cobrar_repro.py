@@ -193,7 +193,7 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--long-datasets",
-        default="ml-1m:200,lastfm-2k",
+        default="ml-1m:200,lastfm-2k,amazon-baby",
         help="datasets of --datasets that the --long-epochs check runs on",
     )
     parser.add_argument(
