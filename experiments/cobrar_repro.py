@@ -1544,7 +1544,7 @@ def main(argv=None):
         tables = {dataset: table2(args, dataset) for dataset in datasets}
         figures = {
             dataset: figure2(args, dataset, tables[dataset])
-            for dataset in map(lambda spec: dataset_name(*spec), args.figure2_datasets)
+            for dataset in (dataset_name(*spec) for spec in args.figure2_datasets)
         }
         check = dmf_check(args, datasets[0])
         seeds, capped = replicate(args, tables), longer(args, tables)
