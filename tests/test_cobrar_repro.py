@@ -55,7 +55,7 @@ def test_every_grid_fit_has_its_own_run_name_and_settings(repro):
 def test_command_spells_out_the_parsed_settings(repro):
     argv = ["--datasets", "lastfm-2k,ml-1m:200", "--figure2-datasets", "lastfm-2k",
             "--grid-datasets", "ml-1m:200", "--grid-weight-decays", "0.001", "--replicate-seeds",
-            "7", "--replicate-datasets", "lastfm-2k"]
+            "7", "--replicate-datasets", "lastfm-2k", "--long-datasets", "lastfm-2k"]
     args = repro.parse_args(argv)
     again = repro.parse_args(shlex.split(repro.command(args))[5:])
     assert vars(again) == vars(args)
