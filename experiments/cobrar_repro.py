@@ -759,12 +759,17 @@ def learned(summary):
 
 
 def setting_text(summary):
-    """A grid point in words, e.g. ``lr 0.001, d 64, L2 0.01, dropout 0.5`` (str)."""
-    text = (
-        f"lr {summary['learning_rate']:g}, d {summary['embedding_size']}, "
-        f"L2 {summary['weight_decay']:g}"
-    )
-    return text if summary["dropout"] is None else f"{text}, dropout {summary['dropout']:g}"
+    """The grid point of a fit of :func:`paper_grid` in words, e.g. ``lr 0.001, d 64, L2 0.01,
+    dropout 0.5`` (str)."""
+    d, wd, p = summary["point"]
+    text = f"lr {summary['learning_rate']:g}, d {d}, L2 {wd:g}"
+    return text if p is None else f"{text}, dropout {p:g}"
+
+
+def grid_variant(args, point):
+    """``args`` at one ``(d, L2, dropout)`` point of the paper's grid, run under ``<work>/grid``."""
+    d, wd, p = point
+    return variant_args(args, "grid", embedding_size=d, weight_decay=wd, dropout=p)
 
 
 def paper_grid(args):
@@ -778,37 +783,33 @@ def paper_grid(args):
     rows, fits = [], []
     for name, users in args.grid_datasets:
         dataset = dataset_name(name, users)
+        prepare_data(variant_args(args, "grid"), name, users)
         runs, chosen = {}, {}
         for model in PAIR:
-            grid = []
-            for d, wd, p in grid_points(args, model):
-                variant = variant_args(args, "grid", embedding_size=d, weight_decay=wd, dropout=p)
-                prepare_data(variant, name, users)
-                for lr in args.learning_rates:
-                    summary = fitted(variant, dataset, model, args.branch, lr)
-                    point = {"embedding_size": d, "weight_decay": wd, "dropout": p}
-                    grid.append(({**summary, **point}, variant))
+            grid = [
+                {**fitted(grid_variant(args, point), dataset, model, args.branch, lr), "point": point}
+                for point in grid_points(args, model)
+                for lr in args.learning_rates
+            ]
             fits += [
                 {
                     "dataset": dataset,
                     "model": model,
                     "learning_rate": s["learning_rate"],
-                    "embedding_size": s["embedding_size"],
-                    "weight_decay": s["weight_decay"],
-                    "dropout": "" if s["dropout"] is None else s["dropout"],
+                    "embedding_size": s["point"][0],
+                    "weight_decay": s["point"][1],
+                    "dropout": "" if s["point"][2] is None else s["point"][2],
                     f"valid_ndcg@{K}": s["best_valid_score"],
                     "learned": learned(s),
                     "epochs": s["epochs"],
                 }
-                for s, _ in grid
+                for s in grid
             ]
-            best, variant = max(grid, key=lambda pair: pair[0]["best_valid_score"])
-            runs[model] = {**best, "record": str(test(variant, best, model))}
+            best = select(grid)
+            runs[model] = {**best, "record": str(test(grid_variant(args, best["point"]), best, model))}
             chosen[f"{model}_setting"] = setting_text(best)
             chosen[f"{model}_valid_ndcg@{K}"] = best["best_valid_score"]
-            chosen[f"{model}_fits_that_learned"] = (
-                f"{sum(learned(s) for s, _ in grid)} of {len(grid)}"
-            )
+            chosen[f"{model}_fits_that_learned"] = f"{sum(map(learned, grid))} of {len(grid)}"
         rows.append(pair_row(dataset, runs, **chosen))
     write_rows(args, "grid", rows)
     frame = pd.DataFrame(fits)

@@ -35,7 +35,8 @@ def test_every_grid_fit_has_its_own_run_name_and_settings(repro):
     names = set()
     for model in repro.PAIR:
         for d, wd, p in repro.grid_points(args, model):
-            variant = repro.variant_args(args, "grid", embedding_size=d, weight_decay=wd, dropout=p)
+            variant = repro.grid_variant(args, (d, wd, p))
+            assert variant.work == args.work / "grid"
             for lr in args.learning_rates:
                 names.add(repro.run_name(variant, "lastfm-2k", model, args.branch, lr))
             if model == "DMF":  # its settings read the converted dataset's config
