@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 
+import torch
 from recbole.data import create_dataset as recbole_create_dataset
 from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
@@ -44,6 +45,23 @@ def get_trainer(config):
     return trainer
 
 
+def set_flush_denormal(flush):
+    """Apply config key ``flush_denormal`` to this process's CPU arithmetic (``None``: leave it).
+
+    Returns:
+        bool or None: whether subnormal floats are now flushed to zero; ``None`` when unchanged.
+    """
+    if flush is None:
+        return None
+    if torch.set_flush_denormal(bool(flush)) or not flush:
+        return bool(flush)
+    logging.getLogger().warning(
+        "flush_denormal: True has no effect on this CPU (torch.set_flush_denormal needs x86 "
+        "with SSE3); subnormal floats are kept"
+    )
+    return False
+
+
 def load_data(config):
     """Seed, log and load the data of ``config`` exactly as :func:`run` does, so that anything
     evaluated beside a run (a baseline, a report) sees the same split.
@@ -53,6 +71,7 @@ def load_data(config):
     """
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
+    set_flush_denormal(config["flush_denormal"])
     logger = logging.getLogger()
     logger.info(config)
     dataset = create_dataset(config)

@@ -20,7 +20,7 @@ from recbole_mm.fast_path import (
     training_fallback_reason,
 )
 from recbole_mm.layers import mean_propagation, normalized_adjacency
-from recbole_mm.quick_start import _build, get_trainer
+from recbole_mm.quick_start import _build, get_trainer, load_data
 
 ALL_METRICS = [
     "Recall",
@@ -407,3 +407,19 @@ def test_lightgcn_on_the_shared_propagation_layer_is_the_same_model(fast_config)
     for grad, param in zip(grads, model.parameters()):
         torch.testing.assert_close(param.grad, grad, rtol=1e-5, atol=1e-6)
     assert not accelerate_propagation(torch.nn.Linear(2, 2))  # other models are left alone
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="needs an x86 CPU with SSE3")
+def test_flush_denormal_sets_the_mode_and_none_leaves_it(fast_config):
+    subnormal = torch.tensor([1e-40])  # below float32's smallest normal, 1.2e-38
+
+    def load_with(flush):
+        load_data(Config("BPR", "ml-small", config_dict={**fast_config, "flush_denormal": flush}))
+        return (subnormal * 1.0).item()
+
+    try:
+        assert load_with(True) == 0.0
+        assert load_with(None) == 0.0  # ~: the process's mode is left as it was
+        assert load_with(False) > 0.0
+    finally:
+        torch.set_flush_denormal(False)
