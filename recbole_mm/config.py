@@ -2,11 +2,12 @@
 
 Layers, later ones winning:
 
-1. RecBole's internal layers (its ``overall.yaml``, model and dataset YAML, quick-start files);
-2. recbole_mm's ``properties/overall.yaml``;
-3. the model's YAML: RecBole's ``properties/model/<Model>.yaml``, the plugin's ``<Model>.yaml``
+1. RecBole's ``overall.yaml``, then recbole_mm's ``properties/overall.yaml``;
+2. the model's YAML: RecBole's ``properties/model/<Model>.yaml``, the plugin's ``<Model>.yaml``
    beside its module, then recbole_mm's ``properties/model/<Model>.yaml``;
-4. the dataset's YAML: RecBole's ``properties/dataset/<dataset>.yaml``, then recbole_mm's;
+3. the dataset's YAML: RecBole's ``properties/dataset/<dataset>.yaml``, then recbole_mm's;
+4. RecBole's defaults of the model's type (``properties/quick_start_config``: context-aware,
+   sequential, knowledge-based models; e.g. DeepFM's AUC/LogLoss on labeled data), as in RecBole;
 5. the user's config files, then ``config_dict``, then command-line arguments.
 
 Unlike RecBole's ``Config``, this one never reads ``sys.argv``: command-line arguments reach it only
@@ -24,6 +25,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole_mm.registry import registry
 
 _RECBOLE_PROPERTIES = os.path.join(os.path.dirname(recbole.__file__), "properties")
+_RECBOLE_TYPE_DEFAULTS = os.path.realpath(os.path.join(_RECBOLE_PROPERTIES, "quick_start_config"))
 
 
 def properties_dir():
@@ -79,8 +81,9 @@ class Config(RecBoleConfig):
         self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=None
     ):
         self._cmd_args = list(cmd_args or [])
+        self._internal_files = []  # every internal YAML layer, in the order it was merged
         super().__init__(model, dataset, config_file_list, config_dict)
-        del self._cmd_args
+        del self._cmd_args, self._internal_files
         self._check_valid_metric()
 
     def _check_valid_metric(self):
@@ -118,8 +121,18 @@ class Config(RecBoleConfig):
             model = registry.get_model(model)
         return super()._get_model_and_dataset(model, dataset)
 
+    def _update_internal_config_dict(self, file):
+        self._internal_files.append(os.path.realpath(str(file)))
+        return super()._update_internal_config_dict(file)
+
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
+        # RecBole merges its model type's defaults last; they must stay last over our layers too
+        type_defaults = [
+            path
+            for path in self._internal_files
+            if os.path.dirname(path) == _RECBOLE_TYPE_DEFAULTS
+        ]
         ours = properties_dir()
         self._update_layer(ours / "overall.yaml")
         self._update_layer(os.path.join(_RECBOLE_PROPERTIES, "model", f"{model}.yaml"))
@@ -131,6 +144,8 @@ class Config(RecBoleConfig):
         ):
             loaded = self._update_layer(dataset_file)
             self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+        for path in type_defaults:
+            self._update_layer(path)
 
     def _update_layer(self, path):
         """Merge one YAML layer into the internal config if the file exists; returns its dict."""

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from recbole.config import Config as RecBoleConfig
 
 from recbole_mm import Config, create_dataset, get_trainer, load_data_and_model, run
 from recbole_mm.registry import PLUGIN_PATH_ENV, PluginError, Registry, UnknownModelError, registry
@@ -150,6 +151,24 @@ def test_model_yaml_wins_over_our_overall_and_dataset_yaml_over_both(tmp_path, f
     config = Config("MultiVAE", "ml-small", config_dict=fast_config)
     assert config["mlp_hidden_size"] == [600]  # RecBole's model YAML over our overall.yaml
     assert config["eval_batch_size"] == 4321  # our dataset YAML over our overall.yaml
+
+
+@pytest.mark.parametrize(
+    "model, keys",
+    [
+        ("DeepFM", ["metrics", "valid_metric", "eval_args", "load_col", "threshold", "train_neg_sample_args"]),
+        ("DIN", ["metrics", "valid_metric", "eval_args", "load_col", "repeatable"]),
+        ("KGAT", ["load_col", "kg_reverse_r", "entity_kg_num_interval", "relation_kg_num_interval"]),
+    ],
+)
+def test_recbole_defaults_of_the_model_type_win_over_our_layers(model, keys, monkeypatch):
+    """RecBole's last internal layer (quick_start_config: the defaults of context-aware, DIN and
+    knowledge-based models) stays last over our overall and dataset YAML, as over RecBole's."""
+    monkeypatch.setattr(sys, "argv", sys.argv[:1])  # RecBole's Config reads --key=value from argv
+    settings = {"state": "WARNING", "use_gpu": False}
+    ours = Config(model, "ml-100k", config_dict=settings)
+    stock = RecBoleConfig(model, "ml-100k", config_dict=settings)
+    assert {key: ours[key] for key in keys} == {key: stock[key] for key in keys}
 
 
 def test_bundled_dataset_yaml_wins_over_the_model_yaml():
