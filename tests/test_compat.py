@@ -14,6 +14,7 @@ import scipy.sparse as sp
 import torch
 from recbole.config import Config as RecBoleConfig
 from recbole.data import data_preparation
+from recbole.model.abstract_recommender import AbstractRecommender
 
 import recbole_mm
 from recbole_mm import Config, compat, create_dataset, load_checkpoint, load_data_and_model, run
@@ -221,6 +222,18 @@ def test_trainer_loads_best_checkpoint_through_the_allow_list(fast_config):
     assert result["test_result"]
 
 
+def test_model_keeping_a_module_in_other_parameter_reloads_its_best_checkpoint(fast_config):
+    # DIN lists its feature embedding layer (an nn.Module) in other_parameter_name
+    settings = {k: v for k, v in fast_config.items() if k != "eval_args"}  # DIN's own: uni100
+    settings.update(load_col={"inter": ["user_id", "item_id", "timestamp"]}, MAX_ITEM_LIST_LENGTH=10)
+    result = run("DIN", "ml-small", config_dict=settings, saved=True)
+    assert set(result["test_result"]) == {"auc", "logloss"}  # RecBole's defaults for DIN
+    config, model, *_ = load_data_and_model(result["checkpoint"])
+    state = torch.load(result["checkpoint"], weights_only=False)["state_dict"]
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, state[name])
+
+
 # ---------------------------------------------------------------- applied once, idempotently
 def _patched_objects():
     import recbole.data.dataset.dataset as dataset_module
@@ -234,6 +247,7 @@ def _patched_objects():
         dataset_module.Dataset.__init__,
         trainer_module.torch,
         RecBoleConfig.compatibility_settings,
+        AbstractRecommender.other_parameter,
         sp.dok_matrix._update,
     )
 

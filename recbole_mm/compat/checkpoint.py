@@ -17,7 +17,8 @@ read by an unpickler that resolves only an allow-list, exactly what a RecBole ch
 
 Any other global (``os.system``, ``builtins.eval``, ...) raises ``pickle.UnpicklingError``.
 Checkpoints written after ``import recbole_mm`` no longer contain class references: ``Config``
-pickles without ``model_class`` and ``yaml_loader`` (see :func:`config_getstate`).
+pickles without ``model_class`` and ``yaml_loader`` (see :func:`config_getstate`), and a model's
+``other_parameter`` without the model's own submodules (see :func:`other_parameter`).
 """
 
 import importlib
@@ -173,6 +174,17 @@ def config_getstate(self):
     return {k: v for k, v in self.__dict__.items() if k not in _CLASS_ATTRS}
 
 
+def other_parameter(self):
+    """``AbstractRecommender.other_parameter`` without the model's submodules (dict).
+
+    DIN, DIEN, FDSA, GRU4RecF and SASRecF list their feature embedding layer there, an
+    ``nn.Module`` that RecBole would pickle whole, classes and all (the allow-list refuses it).
+    Its weights are in the ``state_dict`` already, which restores them on loading.
+    """
+    names = getattr(self, "other_parameter_name", ())
+    return {name: getattr(self, name) for name in names if name not in self._modules}
+
+
 def config_setstate(self, state):
     """``Config.__setstate__`` for plain pickles (e.g. saved datasets): rebuild class references."""
     from recbole.utils import get_model
@@ -221,6 +233,7 @@ class _TorchForRecBoleTrainer:
 
 def apply():
     from recbole.config.configurator import Config
+    from recbole.model.abstract_recommender import AbstractRecommender
 
     import recbole.trainer.trainer as trainer_module
 
@@ -228,3 +241,4 @@ def apply():
         trainer_module.torch = _TorchForRecBoleTrainer()
     Config.__getstate__ = config_getstate
     Config.__setstate__ = config_setstate
+    AbstractRecommender.other_parameter = other_parameter
