@@ -1289,7 +1289,8 @@ def write_readme(args, tables, figures, check, seeds, capped, every, grid):
             "architecture (`recbole_mm.params.dmf_like`: each tower = CoBraR's projection + "
             f"branch) and {args.dmf_negatives} negative(s) per positive (see 'DMF on CoBraR's "
             "training rows' below). `fast_path: True` (training batches on the device for BPR, DMF, "
-            "LightGCN, CoBraR; RecBole's evaluator, because PopRSP is not on the fast path)."
+            "LightGCN, CoBraR; full-sort evaluation by RecBole's evaluator or, since PopRSP "
+            "joined it, by the fast path's, which gives exactly the same numbers)."
         ),
         (
             f"- Tuning: every model gets the same grid, learning rate in "

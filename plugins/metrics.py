@@ -69,6 +69,32 @@ def long_tail_mask(counts, head_share=DEFAULT_HEAD_SHARE):
     return tail
 
 
+def pop_rsp(items, counts, masked, head_share=DEFAULT_HEAD_SHARE):
+    """PopRSP of the top-k lists (float; see the module docstring).
+
+    Args:
+        items (numpy.ndarray): int64 ``[U, k]``, each evaluated user's top-k item ids.
+        counts (numpy.ndarray): int ``[num_items]``, training interactions per item id.
+        masked (numpy.ndarray): int ``[num_items]``, how many of the users had each item masked.
+        head_share (float or None): as for :func:`long_tail_mask`.
+    """
+    tail = long_tail_mask(counts, head_share)
+    head = ~tail
+    head[0] = False  # the padding item
+    n_users = items.shape[0]
+    probabilities = []
+    for group in (head, tail):
+        candidates = n_users * int(group.sum()) - int(masked[group].sum())
+        if candidates <= 0:
+            raise ValueError(
+                "PopRSP: the short head or the long tail has no candidate item; the data has "
+                "too few items for a popularity split (check popularity_head_share)"
+            )
+        probabilities.append(group[items].sum() / candidates)
+    mean = np.mean(probabilities)
+    return float(np.std(probabilities) / mean) if mean > 0 else 0.0
+
+
 class _PopularityMetric(AbstractMetric):
     """Top-k metrics of item popularity, from the top-k lists and the training item counts."""
 
@@ -145,19 +171,5 @@ class PopRSP(_PopularityMetric):
     metric_need = _PopularityMetric.metric_need + ["rec.masked_count"]
 
     def value(self, items, counts, dataobject):
-        tail = long_tail_mask(counts, self.head_share)
-        head = ~tail
-        head[0] = False  # the padding item
         masked = dataobject.get("rec.masked_count").numpy().astype(np.int64)
-        n_users = items.shape[0]
-        probabilities = []
-        for group in (head, tail):
-            candidates = n_users * int(group.sum()) - int(masked[group].sum())
-            if candidates <= 0:
-                raise ValueError(
-                    "PopRSP: the short head or the long tail has no candidate item; the data has "
-                    "too few items for a popularity split (check popularity_head_share)"
-                )
-            probabilities.append(group[items].sum() / candidates)
-        mean = np.mean(probabilities)
-        return float(np.std(probabilities) / mean) if mean > 0 else 0.0
+        return pop_rsp(items, counts, masked, self.head_share)

@@ -36,6 +36,7 @@ ALL_METRICS = [
     "TailPercentage",
     "ARP",  # recbole_mm's metric plugins
     "LongTailShare",
+    "PopRSP",
 ]
 
 

@@ -29,7 +29,7 @@ import torch
 from recbole.utils import set_color
 from tqdm import tqdm
 
-from recbole_mm.plugins.metrics import long_tail_mask, popularity
+from recbole_mm.plugins.metrics import long_tail_mask, pop_rsp, popularity
 
 TOPK_METRICS = ("hit", "mrr", "map", "recall", "ndcg", "precision")
 ITEM_METRICS = (
@@ -37,6 +37,7 @@ ITEM_METRICS = (
     "averagepopularity",
     "arp",
     "longtailshare",
+    "poprsp",
     "giniindex",
     "shannonentropy",
     "tailpercentage",
@@ -219,9 +220,18 @@ class FullSortEvaluator:
         # np.float64's own __round__, as RecBole's round(numpy value, places) calls it
         return {f"{metric}@{k}": round(means[k - 1], self.decimal_place) for k in self.topk}
 
+    def _masked_count(self):
+        """int64 ``[n_items]``: how many users had each item masked (the padding item, their
+        history), as ``rec.masked_count`` counts the -inf scores of RecBole's evaluation."""
+        pairs = torch.unique(self.history_rows * self.n_items + self.history_items)
+        masked = torch.bincount(pairs % self.n_items, minlength=self.n_items)
+        masked[0] = self.n_users
+        return masked.cpu().numpy()
+
     def _item_metric(self, metric, top_items, collected):
         """One of :data:`ITEM_METRICS` from the top-k item ids ``[U, max_k]``: per-user values
-        ``[U, max_k]`` (AveragePopularity, TailPercentage) or ``{metric@k: value}`` (the others)."""
+        ``[U, max_k]`` (AveragePopularity, ARP, LongTailShare, TailPercentage) or
+        ``{metric@k: value}`` (the others)."""
         if collected is None:
             raise ValueError(
                 f"metric {metric} needs the training data's item counts: pass "
@@ -237,6 +247,14 @@ class FullSortEvaluator:
                 for k in self.topk
             }
         counts = popularity(collected.get("data.count_items"), self.n_items)
+        if metric == "poprsp":
+            items, masked = top_items.cpu().numpy(), self._masked_count()
+            return {
+                f"{metric}@{k}": round(
+                    pop_rsp(items[:, :k], counts, masked, self.head_share), self.decimal_place
+                )
+                for k in self.topk
+            }
         if metric in ("averagepopularity", "arp"):
             per_item = counts
         elif metric == "longtailshare":
