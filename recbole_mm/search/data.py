@@ -1,7 +1,8 @@
 """Search data: the ``.search`` atomic file, and queries built from item metadata.
 
-A ``.search`` file (``<data_path>/<dataset>.search``, or config ``search_path``) holds one search
-per line: the user, the query text, the item the search led to, and when::
+A ``.search`` file (``<data_path>/<dataset>/<dataset>.search``, beside the ``.inter`` file, or
+config ``search_path``) holds one search per line: the user, the query text, the item the search
+led to, and when::
 
     user_id:token<TAB>query:text<TAB>item_id:token<TAB>timestamp:float
 
@@ -222,7 +223,8 @@ def queries_from_items(folder, field, separator=None, pick="all", min_items=1, s
 
 
 def search_path(config):
-    """The ``.search`` file of the run (Path): ``search_path`` or ``<data_path>/<dataset>.search``."""
+    """The ``.search`` file of the run (Path): ``search_path``, or ``<dataset>.search`` in the
+    dataset's folder (RecBole's final ``data_path``)."""
     if config["search_path"]:
         return Path(config["search_path"]).expanduser()
     return Path(config["data_path"]) / f"{config['dataset']}.search"
