@@ -24,16 +24,16 @@ One command runs everything, resumably, and writes the report::
    each at the learning rate selected for it in step 2 (one run per model and branch), tested once.
 4. **Seeds** (``--replicate-datasets``): CoBraR and DMF as in Table 2, at the learning rates
    selected there, again under each of ``--replicate-seeds`` (a new user draw, split,
-   initialisation and sampling; data, runs and records under ``<work>/seeds/<seed>``), each tested
+   initialisation and sampling; runs in the folder ``seeds/<seed>``), each tested
    once: ``seeds.md/.csv`` (per seed: NDCG@5 of both, paired t-test p-value, coverage). The
    other models of Table 2 too, each seed's five runs compared as Table 2's:
    ``seeds_models.md/.csv``.
 5. **Epoch cap** (``--long-datasets``): the same pair with the same data and seed, capped at
-   ``--long-epochs`` instead of ``--epochs`` (runs under ``<work>/epochs<N>``): ``epochs.md/.csv``.
+   ``--long-epochs`` instead of ``--epochs`` (runs in the folder ``epochs<N>``): ``epochs.md/.csv``.
 6. **Paper's grid** (``--grid-datasets``): the same pair, data and seed, each model tuned over
    the learning rates x ``--grid-embedding-sizes`` x ``--grid-weight-decays`` (x
-   ``--grid-dropouts`` for CoBraR) and its best validation point tested once (runs under
-   ``<work>/grid``): ``grid.md/.csv`` and ``grid_fits.csv``.
+   ``--grid-dropouts`` for CoBraR) and its best validation point tested once (runs in the folder
+   ``grid``): ``grid.md/.csv`` and ``grid_fits.csv``.
 7. **Report** in ``--out``: ``table2_<dataset>.md/.csv`` (``recbole_mm.compare.compare_files``:
    mean per metric, best in bold, ``*`` = significantly different from the best by a paired t-test
    over test users, Bonferroni-corrected), ``figure2_<dataset>.png/.md/.csv`` (per-user NDCG@5 box
@@ -41,14 +41,20 @@ One command runs everything, resumably, and writes the report::
    tested run, per-user values included, so ``recbole-mm compare`` can recheck the marks) and
    ``README.md`` (command, data, device, seeds, reductions, findings).
 
-Every fit is saved as it finishes (``<work>/runs/<run>.json``, written atomically) and skipped
-when it exists, as is every test, so an interrupted command resumes where it stopped.
+Every fit's summary (validation scores and curve, epochs, times) is saved as it finishes in
+``<out>/fits/<run>.json`` and every test in ``<out>/records/`` (the extra runs of steps 4-6 under
+``<out>/variants/<folder>/``, their records gzipped), written atomically; both are skipped when
+they exist, so an interrupted command resumes where it stopped, on this machine or on another
+that has the committed ``<out>`` (data, checkpoints and logs stay in ``<work>``; a fit whose
+test is still missing and whose checkpoint is not in ``<work>`` is trained again, with the same
+seed).
 ``--measure`` instead trains every model one epoch per dataset (and Figure 2's branches on
 ``--figure2-datasets``) and writes the times to ``<out>/timing.md``, to size a run before
 starting it.
 """
 
 import argparse
+import gzip
 import json
 import os
 import platform
@@ -144,7 +150,7 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--figure2-datasets",
-        default="ml-1m:200,lastfm-2k",
+        default="ml-1m:200,lastfm-2k,ml-1m",
         help="datasets of --datasets on which Figure 2 (every branch of --architectures) runs",
     )
     parser.add_argument(
@@ -245,6 +251,7 @@ def parse_args(argv=None):
         parser.error(f"--replicate-seeds holds --seed {args.seed}, whose runs are Table 2's")
     args.learning_rates = _floats(args.learning_rates)
     args.weight_decay = args.dropout = None  # the models' own; set per point of the paper's grid
+    args.gzip_records = False  # Table 2's and Figure 2's records stay plain JSON
     args.architectures = [_sizes(a) for a in args.architectures.split(";")]
     args.work, args.out = Path(args.work).resolve(), Path(args.out).resolve()
     return args
@@ -287,7 +294,18 @@ def _shown(path):
 
 
 def write_json(path, payload):
-    replace_atomically(path, lambda f: f.write(json.dumps(payload, indent=1) + "\n"))
+    """``payload`` as JSON in ``path``, gzipped when ``path`` ends with ``.gz`` (no timestamp in
+    the gzip header, so the same payload always gives the same bytes)."""
+    text = json.dumps(payload, indent=1) + "\n"
+    if path.suffix != ".gz":
+        replace_atomically(path, lambda f: f.write(text))
+        return
+
+    def packed(handle):
+        with gzip.GzipFile(fileobj=handle, mode="wb", mtime=0) as f:
+            f.write(text.encode("utf-8"))
+
+    replace_atomically(path, packed, binary=True)
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -501,11 +519,19 @@ def test(args, summary, label):
     """Evaluate a selected fit's checkpoint on the test set, once, with per-user values.
 
     Completes the run record beside the checkpoint (test and per-user metrics, with the fit's
-    timings), copies it with ``label`` to ``<out>/records/<run>.json`` and returns that path.
+    timings), copies it with ``label`` to ``<out>/records/<run>.json`` (``.json.gz`` for the
+    extra runs of :func:`variant_args`) and returns that path. A fit saved on another machine
+    (its checkpoint not in ``<work>``) is trained again first, with the same seed.
     """
-    path = args.out / "records" / f"{Path(summary['checkpoint']).stem}.json"
+    stem = Path(summary["checkpoint"]).stem
+    path = args.out / "records" / (f"{stem}.json.gz" if args.gzip_records else f"{stem}.json")
     if path.exists():
         return path
+    if not Path(summary["checkpoint"]).exists():
+        print(f"{stem}: checkpoint {summary['checkpoint']} missing, training again", flush=True)
+        branch = summary["branch"] or args.branch
+        summary = fit(args, summary["dataset"], summary["model"], branch, summary["learning_rate"])
+        write_json(fit_path(args, stem), summary)
     config, model, _, train_data, _, test_data = load_data_and_model(summary["checkpoint"])
     trainer = get_trainer(config)(config, model)
     trainer.saved_model_file = summary["checkpoint"]
@@ -536,9 +562,14 @@ def test(args, summary, label):
     return path
 
 
+def fit_path(args, stem):
+    """Where the summary of fit ``stem`` is kept: ``<out>/fits/<stem>.json`` (Path)."""
+    return args.out / "fits" / f"{stem}.json"
+
+
 def fitted(args, dataset, model, branch, lr):
-    """The summary of one fit: from ``<work>/runs`` if it is there, else trained now and saved."""
-    path = args.work / "runs" / f"{run_name(args, dataset, model, branch, lr)}.json"
+    """The summary of one fit: from ``<out>/fits`` if it is there, else trained now and saved."""
+    path = fit_path(args, run_name(args, dataset, model, branch, lr))
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
     summary = fit(args, dataset, model, branch, lr)
@@ -592,10 +623,13 @@ PAIR = ("DMF", "CoBraR")
 
 
 def variant_args(args, folder, **changes):
-    """``args`` with ``changes``, whose data, runs, checkpoints and test records live in
-    ``<work>/<folder>`` (the report keeps a table of them, not the records)."""
-    work = args.work / folder
-    return argparse.Namespace(**{**vars(args), **changes, "work": work, "out": work})
+    """``args`` with ``changes``, whose data, checkpoints and logs live in ``<work>/<folder>``,
+    fit summaries and test records (gzipped: the report keeps a table of them) in
+    ``<out>/variants/<folder>``."""
+    work, out = args.work / folder, args.out / "variants" / folder
+    return argparse.Namespace(
+        **{**vars(args), **changes, "work": work, "out": out, "gzip_records": True}
+    )
 
 
 def pair_again(tables, name, users, variant, models=PAIR):
@@ -767,7 +801,7 @@ def setting_text(summary):
 
 
 def grid_variant(args, point):
-    """``args`` at one ``(d, L2, dropout)`` point of the paper's grid, run under ``<work>/grid``."""
+    """``args`` at one ``(d, L2, dropout)`` point of the paper's grid, run in the folder ``grid``."""
     d, wd, p = point
     return variant_args(args, "grid", embedding_size=d, weight_decay=wd, dropout=p)
 
@@ -775,7 +809,7 @@ def grid_variant(args, point):
 def paper_grid(args):
     """CoBraR and DMF (Table 2's branch, data and seed) each tuned over the paper's grid on every
     dataset of ``--grid-datasets``: learning rate x d x L2 (x dropout for CoBraR); the point with
-    the best validation NDCG@5 of each model is tested once. Runs live in ``<work>/grid``; writes
+    the best validation NDCG@5 of each model is tested once. Runs in the folder ``grid``; writes
     ``grid.md/.csv`` (the selected pair per dataset, :func:`pair_row` with the settings) and
     ``grid_fits.csv`` (every fit's validation NDCG@5). Returns the pair rows."""
     if not args.grid_datasets:
@@ -1136,11 +1170,12 @@ def fit_minutes(args, datasets):
     """(number, total training minutes) of the saved fits of ``datasets``, those of the extra
     seeds, of the ``--long-epochs`` check and of the paper's grid included (tuple)."""
     folders = [
-        args.work / variant_folder(args, seed, cap)
+        variant_folder(args, seed, cap)
         for seed in [args.seed, *args.replicate_seeds]
         for cap in [args.epochs, args.long_epochs]
-    ] + [args.work / "grid"]
-    saved = [path for folder in folders for path in (folder / "runs").glob("*.json")]
+    ] + [Path("grid")]
+    outs = [args.out / "variants" / folder if folder != Path() else args.out for folder in folders]
+    saved = [path for out in outs for path in (out / "fits").glob("*.json")]
     seconds = [
         summary["fit_seconds"]
         for summary in map(json.loads, map(Path.read_text, saved))
@@ -1255,7 +1290,11 @@ def write_readme(args, tables, figures, check, seeds, capped, every, grid):
         command(args),
         "```",
         "",
-        f"(finished runs are kept in `{_shown(args.work)}` and skipped; delete it to start from scratch).",
+        (
+            f"(finished fits and tests are kept in `{_shown(args.out)}` (`fits/`, `records/`, "
+            f"`variants/`) and skipped, so the command resumes where it stopped; delete them to "
+            f"start from scratch. Data, checkpoints and logs: `{_shown(args.work)}`.)"
+        ),
         "",
         "## Setup",
         "",

@@ -203,7 +203,9 @@ def _parser(prog):
     compare_parser = sub.add_parser(
         "compare", help="one table of several runs' test metrics, with paired significance tests"
     )
-    compare_parser.add_argument("records", nargs="+", help="run records (.json beside checkpoints)")
+    compare_parser.add_argument(
+        "records", nargs="+", help="run records (.json beside checkpoints, or gzipped: .json.gz)"
+    )
     compare_parser.add_argument("--labels", help="one label per record, comma-separated")
     compare_parser.add_argument("--metrics", help="columns, comma-separated (default: all)")
     compare_parser.add_argument("--test", choices=TESTS, default="ttest")

@@ -15,6 +15,7 @@ the reference is significant at ``alpha`` after correction. Metrics without per-
 """
 
 import csv
+import gzip
 import io
 import json
 import os
@@ -45,11 +46,13 @@ class Run:
 
 
 def load_run(path, label=None):
-    """Read a run record (JSON) into a :class:`Run`; ``label`` defaults to its ``label`` or model."""
+    """Read a run record (JSON, or gzipped JSON when ``path`` ends with ``.gz``) into a
+    :class:`Run`; ``label`` defaults to its ``label`` or model."""
+    opener = gzip.open if str(path).endswith(".gz") else open
     try:
-        with open(path, encoding="utf-8") as f:
+        with opener(path, "rt", encoding="utf-8") as f:
             record = json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, EOFError, json.JSONDecodeError) as error:
         raise CompareError(f"{path}: cannot read the run record: {error}") from error
     missing = [key for key in ("model", "dataset", "test_result") if key not in record]
     if missing:

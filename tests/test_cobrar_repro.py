@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from recbole_mm.compare import load_run
+
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "cobrar_repro.py"
 
 
@@ -68,3 +70,31 @@ def test_extra_datasets_must_be_in_datasets(repro, option, capsys):
         repro.parse_args(["--datasets", "lastfm-2k", "--replicate-datasets", "",
                           "--long-datasets", "", option, "amazon-baby"])
     assert "not in --datasets" in capsys.readouterr().err
+
+
+def test_fits_and_records_are_kept_in_out_so_another_machine_resumes(repro, tmp_path):
+    args = repro.parse_args(["--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
+    seeds = repro.variant_args(args, Path("seeds") / "2021", seed=2021)
+    assert seeds.work == args.work / "seeds" / "2021"
+    assert seeds.out == args.out / "variants" / "seeds" / "2021"
+    assert not args.gzip_records and seeds.gzip_records
+    grid = repro.grid_variant(args, (64, 0.01, 0.5))
+    # fit summaries of Table 2, of another seed and of the paper's grid: all counted by the report
+    for variant, seconds in ((args, 60), (seeds, 120), (grid, 180), (grid, 240)):
+        path = repro.fit_path(variant, f"run{seconds}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repro.write_json(path, {"dataset": "lastfm-2k", "fit_seconds": seconds})
+    assert repro.fit_path(grid, "run180") == args.out / "variants" / "grid" / "fits" / "run180.json"
+    assert repro.fit_minutes(args, ["lastfm-2k"]) == (4, 10.0)
+    assert repro.fit_minutes(args, ["amazon-baby"]) == (0, 0)
+    # a gzipped record: same bytes for the same payload, read back by recbole-mm compare
+    record = {"model": "DMF", "dataset": "lastfm-2k", "test_result": {"ndcg@5": 0.25},
+              "per_user": {"users": ["1", "2"], "metrics": {"ndcg@5": [0.0, 0.5]}}}
+    path = seeds.out / "records" / "run120.json.gz"
+    path.parent.mkdir(parents=True)
+    repro.write_json(path, record)
+    first = path.read_bytes()
+    repro.write_json(path, record)
+    assert path.read_bytes() == first
+    run = load_run(path)
+    assert run.test_result == {"ndcg@5": 0.25} and run.users == ["1", "2"]

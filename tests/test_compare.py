@@ -1,6 +1,7 @@
 """`recbole-mm compare` (significance marks recomputed by hand) and `recbole-mm params`."""
 
 import csv
+import gzip
 import json
 
 import numpy as np
@@ -109,6 +110,19 @@ def test_runs_that_cannot_be_compared(toy_runs, tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(CompareError, match="broken.json"):
         load_run(str(tmp_path / "broken.json"))
+
+
+def test_gzipped_records_read_like_plain_ones(toy_runs, tmp_path):
+    paths, _ = toy_runs
+    packed = tmp_path / "A.json.gz"
+    with open(paths[0], "rb") as plain, gzip.open(packed, "wb") as f:
+        f.write(plain.read())
+    run, again = load_run(str(packed)), load_run(paths[0])
+    assert run.test_result == again.test_result and run.users == again.users
+    np.testing.assert_array_equal(run.per_user["ndcg@10"], again.per_user["ndcg@10"])
+    packed.write_bytes(packed.read_bytes()[:20])  # cut short, as by a crash
+    with pytest.raises(CompareError, match="A.json.gz: cannot read"):
+        load_run(str(packed))
 
 
 def test_compare_two_real_runs_from_the_command_line(fast_config, tmp_path, capsys):
