@@ -47,7 +47,11 @@ Every fit's summary (validation scores and curve, epochs, times) is saved as it 
 they exist, so an interrupted command resumes where it stopped, on this machine or on another
 that has the committed ``<out>`` (data, checkpoints and logs stay in ``<work>``; a fit whose
 test is still missing and whose checkpoint is not in ``<work>`` is trained again, with the same
-seed).
+seed). To use more cores, run several commands at once on disjoint ``--datasets`` with the same
+``--work`` and ``--out`` (each naming only its own datasets in the other dataset options, and
+``--dmf-check-negatives 0`` but for the one whose first dataset is the full command's first):
+they share nothing but those folders; each writes a report of its datasets, and a last run of the
+full command, all of whose fits are then kept, writes the whole report.
 ``--measure`` instead trains every model one epoch per dataset (and Figure 2's branches on
 ``--figure2-datasets``) and writes the times to ``<out>/timing.md``, to size a run before
 starting it.
