@@ -534,8 +534,9 @@ def test(args, summary, label):
     if not Path(summary["checkpoint"]).exists():
         print(f"{stem}: checkpoint {summary['checkpoint']} missing, training again", flush=True)
         branch = summary["branch"] or args.branch
-        summary = fit(args, summary["dataset"], summary["model"], branch, summary["learning_rate"])
-        write_json(fit_path(args, stem), summary)
+        summary = fit_and_keep(
+            args, summary["dataset"], summary["model"], branch, summary["learning_rate"]
+        )
     config, model, _, train_data, _, test_data = load_data_and_model(summary["checkpoint"])
     trainer = get_trainer(config)(config, model)
     trainer.saved_model_file = summary["checkpoint"]
@@ -576,7 +577,13 @@ def fitted(args, dataset, model, branch, lr):
     path = fit_path(args, run_name(args, dataset, model, branch, lr))
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
+    return fit_and_keep(args, dataset, model, branch, lr)
+
+
+def fit_and_keep(args, dataset, model, branch, lr):
+    """Train one fit now (:func:`fit`) and keep its summary in ``<out>/fits``; returns it."""
     summary = fit(args, dataset, model, branch, lr)
+    path = fit_path(args, Path(summary["checkpoint"]).stem)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, summary)
     print(
@@ -626,11 +633,17 @@ def dmf_check(args, dataset):
 PAIR = ("DMF", "CoBraR")
 
 
+def variant_out(args, folder):
+    """Where fit summaries and test records of the runs in ``folder`` are kept: ``<out>`` for
+    Table 2's own (``folder`` empty), else ``<out>/variants/<folder>`` (Path)."""
+    return args.out / "variants" / folder if folder != Path() else args.out
+
+
 def variant_args(args, folder, **changes):
     """``args`` with ``changes``, whose data, checkpoints and logs live in ``<work>/<folder>``,
     fit summaries and test records (gzipped: the report keeps a table of them) in
     ``<out>/variants/<folder>``."""
-    work, out = args.work / folder, args.out / "variants" / folder
+    work, out = args.work / folder, variant_out(args, folder)
     return argparse.Namespace(
         **{**vars(args), **changes, "work": work, "out": out, "gzip_records": True}
     )
@@ -1178,8 +1191,7 @@ def fit_minutes(args, datasets):
         for seed in [args.seed, *args.replicate_seeds]
         for cap in [args.epochs, args.long_epochs]
     ] + [Path("grid")]
-    outs = [args.out / "variants" / folder if folder != Path() else args.out for folder in folders]
-    saved = [path for out in outs for path in (out / "fits").glob("*.json")]
+    saved = [path for f in folders for path in (variant_out(args, f) / "fits").glob("*.json")]
     seconds = [
         summary["fit_seconds"]
         for summary in map(json.loads, map(Path.read_text, saved))

@@ -19,6 +19,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,7 +53,7 @@ def load_run(path, label=None):
     try:
         with opener(path, "rt", encoding="utf-8") as f:
             record = json.load(f)
-    except (OSError, EOFError, json.JSONDecodeError) as error:
+    except (OSError, EOFError, zlib.error, json.JSONDecodeError) as error:
         raise CompareError(f"{path}: cannot read the run record: {error}") from error
     missing = [key for key in ("model", "dataset", "test_result") if key not in record]
     if missing:

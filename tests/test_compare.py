@@ -120,9 +120,11 @@ def test_gzipped_records_read_like_plain_ones(toy_runs, tmp_path):
     run, again = load_run(str(packed)), load_run(paths[0])
     assert run.test_result == again.test_result and run.users == again.users
     np.testing.assert_array_equal(run.per_user["ndcg@10"], again.per_user["ndcg@10"])
-    packed.write_bytes(packed.read_bytes()[:20])  # cut short, as by a crash
-    with pytest.raises(CompareError, match="A.json.gz: cannot read"):
-        load_run(str(packed))
+    whole = packed.read_bytes()
+    for broken in (whole[:20], whole[:30] + bytes(255 - b for b in whole[30:60]) + whole[60:]):
+        packed.write_bytes(broken)  # cut short, as by a crash, or corrupted
+        with pytest.raises(CompareError, match="A.json.gz: cannot read"):
+            load_run(str(packed))
 
 
 def test_compare_two_real_runs_from_the_command_line(fast_config, tmp_path, capsys):
