@@ -312,6 +312,13 @@ def write_json(path, payload):
     replace_atomically(path, packed, binary=True)
 
 
+def read_json(path):
+    """The payload of a :func:`write_json` file (dict)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return json.load(f)
+
+
 # ------------------------------------------------------------------------------------------ data
 def dataset_name(name, users):
     """The converted dataset's name: the source's, marked when users were drawn from it."""
@@ -524,13 +531,18 @@ def test(args, summary, label):
 
     Completes the run record beside the checkpoint (test and per-user metrics, with the fit's
     timings), copies it with ``label`` to ``<out>/records/<run>.json`` (``.json.gz`` for the
-    extra runs of :func:`variant_args`) and returns that path. A fit saved on another machine
-    (its checkpoint not in ``<work>``) is trained again first, with the same seed.
+    extra runs of :func:`variant_args`) and returns that path, at once when that record is the
+    test of this fit (same fit time). A fit saved on another machine (its checkpoint not in
+    ``<work>``) is trained again first, with the same seed.
     """
     stem = Path(summary["checkpoint"]).stem
     path = args.out / "records" / (f"{stem}.json.gz" if args.gzip_records else f"{stem}.json")
     if path.exists():
-        return path
+        if read_json(path)["timings"]["fit_seconds"] == summary["fit_seconds"]:
+            return path
+        # the same run fitted again (its summary was deleted, or another machine's record was
+        # kept): the record must be the test of the fit the summary and the selection describe
+        print(f"{stem}: {_shown(path)} tested another fit of this run; testing again", flush=True)
     if not Path(summary["checkpoint"]).exists():
         print(f"{stem}: checkpoint {summary['checkpoint']} missing, training again", flush=True)
         branch = summary["branch"] or args.branch

@@ -98,3 +98,22 @@ def test_fits_and_records_are_kept_in_out_so_another_machine_resumes(repro, tmp_
     assert path.read_bytes() == first
     run = load_run(path)
     assert run.test_result == {"ndcg@5": 0.25} and run.users == ["1", "2"]
+
+
+def test_a_kept_record_is_reused_only_for_the_fit_it_tested(repro, tmp_path, monkeypatch):
+    args = repro.parse_args(["--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
+    summary = {"checkpoint": str(args.work / "checkpoints" / "run.pth"), "fit_seconds": 12.5,
+               "dataset": "lastfm-2k", "model": "CoBraR", "branch": [256], "learning_rate": 0.001}
+    path = args.out / "records" / "run.json"
+    path.parent.mkdir(parents=True)
+    repro.write_json(path, {"timings": {"fit_seconds": 12.5}})
+    assert repro.test(args, summary, "CoBraR") == path
+
+    # fitted again (e.g. on another machine): the kept record is another fit's test; this fit's
+    # checkpoint is gone too, so it is trained again before its test
+    def trained_again(*fit_args):
+        raise RuntimeError(f"trained again: {fit_args[1:]}")
+
+    monkeypatch.setattr(repro, "fit_and_keep", trained_again)
+    with pytest.raises(RuntimeError, match=r"trained again: \('lastfm-2k', 'CoBraR', \[256\], 0.001\)"):
+        repro.test(args, {**summary, "fit_seconds": 13.0}, "CoBraR")
