@@ -34,7 +34,10 @@ One command runs everything, resumably, and writes the report::
    the learning rates x ``--grid-embedding-sizes`` x ``--grid-weight-decays`` (x
    ``--grid-dropouts`` for CoBraR) and its best validation point tested once (runs in the folder
    ``grid``): ``grid.md/.csv`` and ``grid_fits.csv``.
-7. **Report** in ``--out``: ``table2_<dataset>.md/.csv`` (``recbole_mm.compare.compare_files``:
+7. **Arithmetic** (``--threads-check``): the pair of the first dataset fitted again with another
+   number of torch threads (same data, seed and settings; runs in the folder ``threads<N>``), to
+   show how far the order of floating-point sums alone moves it: ``threads.md/.csv``.
+8. **Report** in ``--out``: ``table2_<dataset>.md/.csv`` (``recbole_mm.compare.compare_files``:
    mean per metric, best in bold, ``*`` = significantly different from the best by a paired t-test
    over test users, Bonferroni-corrected), ``figure2_<dataset>.png/.md/.csv`` (per-user NDCG@5 box
    plots, parameter counts from ``recbole_mm.params``), ``records/`` (the JSON record of every
@@ -65,6 +68,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +234,14 @@ def parse_args(argv=None):
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1: steady on a shared CPU)"
     )
+    parser.add_argument(
+        "--threads-check",
+        type=int,
+        default=2,
+        help="also fit Table 2's CoBraR and DMF of the first dataset with this many torch threads "
+        "(only the order of floating-point sums changes) and show how far that moves them "
+        "(0: no check)",
+    )
     parser.add_argument("--work", default=str(REPO / "saved" / "cobrar_repro"))
     parser.add_argument("--out", default=str(REPO / "docs" / "results" / "cobrar"))
     parser.add_argument(
@@ -251,6 +263,8 @@ def parse_args(argv=None):
         setattr(args, option, chosen)
     if args.long_epochs and args.long_epochs <= args.epochs:
         parser.error(f"--long-epochs {args.long_epochs}: more than --epochs {args.epochs}, or 0")
+    if args.threads_check < 0 or args.threads_check == args.threads:
+        parser.error(f"--threads-check {args.threads_check}: other than --threads, or 0")
     if args.seed in args.replicate_seeds:
         parser.error(f"--replicate-seeds holds --seed {args.seed}, whose runs are Table 2's")
     args.learning_rates = _floats(args.learning_rates)
@@ -288,7 +302,7 @@ def command(args):
         f"--grid-embedding-sizes {','.join(map(str, args.grid_embedding_sizes))} "
         f"--grid-weight-decays {','.join(f'{v:g}' for v in args.grid_weight_decays)} "
         f"--grid-dropouts {','.join(f'{v:g}' for v in args.grid_dropouts)} "
-        f"--device {args.device} --threads {args.threads}"
+        f"--device {args.device} --threads {args.threads} --threads-check {args.threads_check}"
     )
 
 
@@ -523,6 +537,8 @@ def fit(args, dataset, model, branch, lr, epochs=None, stem=None):
         "train_epoch_seconds": [round(s, 3) for s in record.train_seconds],
         "valid_seconds": [round(s, 3) for s in record.valid_seconds],
         "valid_curve": curve,
+        "device": describe_device(args.device),
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -720,6 +736,51 @@ def pair_at(args, tables, name, users, seed, cap):
         return tables[dataset_name(name, users)]
     variant = variant_args(args, folder, seed=seed, epochs=cap)
     return pair_again(tables, name, users, variant)
+
+
+def threads_check(args, tables):
+    """Table 2's DMF and CoBraR of the first dataset fitted again, and tested once, with
+    ``--threads-check`` torch threads instead of ``--threads``: the same data, seed and settings;
+    only the order in which floating-point sums are taken changes, as it does on another CPU.
+
+    Returns:
+        list of dict: per model, Table 2's run and this one (validation and test NDCG@5, epochs)
+        and the paired t-test p-value of their per-user test NDCG@5; empty without the check.
+    """
+    if not args.threads_check:
+        return []
+    name, users = args.datasets[0]
+    folder = Path(f"threads{args.threads_check}")
+    variant = variant_args(args, folder, threads=args.threads_check)
+    torch.set_num_threads(args.threads_check)
+    try:
+        again = pair_again(tables, name, users, variant)
+    finally:
+        torch.set_num_threads(args.threads)
+    dataset = dataset_name(name, users)
+    rows = []
+    for model in PAIR:
+        table_run = load_run(tables[dataset][model]["record"])
+        for threads, summary in (
+            (args.threads, tables[dataset][model]),
+            (args.threads_check, again[model]),
+        ):
+            run = load_run(summary["record"])
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "threads": threads,
+                    f"valid_ndcg@{K}": summary["best_valid_score"],
+                    f"test_ndcg@{K}": run.test_result[f"ndcg@{K}"],
+                    "epochs": summary["epochs"],
+                    f"p_vs_{args.threads}_thread": (
+                        ndcg_p_value(run, table_run) if threads != args.threads else ""
+                    ),
+                }
+            )
+    write_rows(args, "threads", rows)
+    return rows
 
 
 def caps(args, spec):
@@ -1195,21 +1256,23 @@ def users_text(args):
     return ", ".join(drawn) or "none"
 
 
-def fit_minutes(args, datasets):
-    """(number, total training minutes) of the saved fits of ``datasets``, those of the extra
-    seeds, of the ``--long-epochs`` check and of the paper's grid included (tuple)."""
+def fit_totals(args, datasets):
+    """The saved fits of ``datasets``, those of the extra seeds, of the ``--long-epochs`` check,
+    of the paper's grid and of the ``--threads-check`` included: (number, total training
+    minutes, {device: number of fits} (``not recorded`` for fits saved before devices were))."""
     folders = [
         variant_folder(args, seed, cap)
         for seed in [args.seed, *args.replicate_seeds]
         for cap in [args.epochs, args.long_epochs]
-    ] + [Path("grid")]
+    ] + [Path("grid"), Path(f"threads{args.threads_check}")]
     saved = [path for f in folders for path in (variant_out(args, f) / "fits").glob("*.json")]
-    seconds = [
-        summary["fit_seconds"]
+    summaries = [
+        summary
         for summary in map(json.loads, map(Path.read_text, saved))
         if summary["dataset"] in datasets
     ]
-    return len(seconds), sum(seconds) / 60
+    devices = Counter(summary.get("device", "not recorded") for summary in summaries)
+    return len(summaries), sum(s["fit_seconds"] for s in summaries) / 60, dict(devices)
 
 
 def recorded_config(selected, model):
@@ -1300,10 +1363,10 @@ def every_model_table(every):
     return lines
 
 
-def write_readme(args, tables, figures, check, seeds, capped, every, grid):
+def write_readme(args, tables, figures, check, seeds, capped, every, grid, threads):
     """``<out>/README.md``: command, data, device, seeds, reductions, tables, figure, findings."""
     first = next(iter(tables))
-    fits, minutes = fit_minutes(args, tables)
+    fits, minutes, devices = fit_totals(args, tables)
     cobrar = recorded_config(tables[first], "CoBraR")
     vae = recorded_config(tables[first], "MultiVAE")
     lines = [
@@ -1329,7 +1392,10 @@ def write_readme(args, tables, figures, check, seeds, capped, every, grid):
         f"- Device: {describe_device(args.device)}, {args.threads} torch thread(s), shared with "
         "other jobs, subnormal floats flushed to zero (`torch.set_flush_denormal`). Training "
         f"time of all {fits} fits (sum, validation included): "
-        f"{minutes:.0f} min. Versions: "
+        f"{minutes:.0f} min; fits per device: "
+        + ", ".join(f"{device}: {n}" for device, n in sorted(devices.items()))
+        + (" (each kept where it was made: see section 'Arithmetic')" if threads else "")
+        + ". Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions().items() if v)
         + f"; {platform.platform()}.",
         (
@@ -1508,6 +1574,28 @@ def write_readme(args, tables, figures, check, seeds, capped, every, grid):
             flat = "" if learned(summary) else " (constant: the model did not learn)"
             lines.append(f"- lr {summary['learning_rate']:g}: {summary['valid_curve']}{flat}")
         lines.append("")
+    if threads:
+        lines += [
+            f"## Arithmetic: the same fits with {args.threads_check} torch threads",
+            "",
+            (
+                f"Table 2's DMF and CoBraR of {threads[0]['dataset']} fitted again, and tested "
+                f"once, with {args.threads_check} torch threads instead of {args.threads}: the "
+                "same data, seed and settings, only the order of floating-point sums differs (as "
+                "it does on another CPU, or with another torch build). p: paired t-test of "
+                f"per-user test NDCG@{K} against Table 2's run of the same model (uncorrected). "
+                "Another CPU or torch build changes the arithmetic in ways this check does not "
+                "cover, so a rerun of the command elsewhere can move CoBraR's and DMF's numbers too"
+                + (
+                    "; the spread over seeds (section 'Seeds') is the scale to judge such moves by."
+                    if seeds
+                    else "."
+                )
+            ),
+            "",
+            *markdown_table(pd.DataFrame(threads)),
+            "",
+        ]
     if seeds:
         lines += [
             "## Seeds: CoBraR vs DMF",
@@ -1619,7 +1707,8 @@ def main(argv=None):
         seeds, capped = replicate(args, tables), longer(args, tables)
         every = every_model_over_seeds(args, tables)
         grid = paper_grid(args)
-        write_readme(args, tables, figures, check, seeds, capped, every, grid)
+        threads = threads_check(args, tables)
+        write_readme(args, tables, figures, check, seeds, capped, every, grid, threads)
     finally:
         os.chdir(here)
 

@@ -34,11 +34,25 @@ def versions():
 
 
 def describe_device(device):
-    """A readable name of ``device`` (str), e.g. ``cuda:0 (NVIDIA H100 80GB HBM3)``."""
+    """A readable name of ``device`` (str), e.g. ``cuda:0 (NVIDIA H100 80GB HBM3)`` or
+    ``cpu (AMD EPYC, AVX512, 2 cores)`` (the vector instructions torch's CPU kernels use)."""
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"{device} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{device} ({cpu_name()}, {capability}, {os.cpu_count()} cores)"
+
+
+def cpu_name():
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; else what :mod:`platform` knows)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def to_jsonable(value):

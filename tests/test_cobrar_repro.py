@@ -83,10 +83,13 @@ def test_fits_and_records_are_kept_in_out_so_another_machine_resumes(repro, tmp_
     for variant, seconds in ((args, 60), (seeds, 120), (grid, 180), (grid, 240)):
         path = repro.fit_path(variant, f"run{seconds}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        repro.write_json(path, {"dataset": "lastfm-2k", "fit_seconds": seconds})
+        device = {"device": "cpu (AMD EPYC, AVX512, 2 cores)"} if seconds > 200 else {}
+        repro.write_json(path, {"dataset": "lastfm-2k", "fit_seconds": seconds, **device})
     assert repro.fit_path(grid, "run180") == args.out / "variants" / "grid" / "fits" / "run180.json"
-    assert repro.fit_minutes(args, ["lastfm-2k"]) == (4, 10.0)
-    assert repro.fit_minutes(args, ["amazon-baby"]) == (0, 0)
+    assert repro.fit_totals(args, ["lastfm-2k"]) == (
+        4, 10.0, {"not recorded": 3, "cpu (AMD EPYC, AVX512, 2 cores)": 1}
+    )
+    assert repro.fit_totals(args, ["amazon-baby"]) == (0, 0, {})
     # a gzipped record: same bytes for the same payload, read back by recbole-mm compare
     record = {"model": "DMF", "dataset": "lastfm-2k", "test_result": {"ndcg@5": 0.25},
               "per_user": {"users": ["1", "2"], "metrics": {"ndcg@5": [0.0, 0.5]}}}
