@@ -1394,7 +1394,12 @@ def write_readme(args, tables, figures, check, seeds, capped, every, grid, threa
         f"time of all {fits} fits (sum, validation included): "
         f"{minutes:.0f} min; fits per device: "
         + ", ".join(f"{device}: {n}" for device, n in sorted(devices.items()))
-        + (" (each kept where it was made: see section 'Arithmetic')" if threads else "")
+        + (
+            " (a kept fit is not refitted where the command runs again; section 'Arithmetic' "
+            "shows how far other arithmetic moves CoBraR and DMF)"
+            if threads
+            else ""
+        )
         + ". Versions: "
         + ", ".join(f"{k} {v}" for k, v in versions().items() if v)
         + f"; {platform.platform()}.",
