@@ -76,7 +76,7 @@ import pandas as pd
 import torch
 
 from recbole_mm import Config, get_trainer, load_data_and_model
-from recbole_mm.compare import compare, compare_files, load_run, paired_p_value
+from recbole_mm.compare import compare, compare_files, load_run, paired_p_value, read_record
 from recbole_mm.dataset_tools.convert import convert
 from recbole_mm.files import replace_atomically
 from recbole_mm.params import dmf_like
@@ -326,13 +326,6 @@ def write_json(path, payload):
     replace_atomically(path, packed, binary=True)
 
 
-def read_json(path):
-    """The payload of a :func:`write_json` file (dict)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return json.load(f)
-
-
 # ------------------------------------------------------------------------------------------ data
 def dataset_name(name, users):
     """The converted dataset's name: the source's, marked when users were drawn from it."""
@@ -554,7 +547,7 @@ def test(args, summary, label):
     stem = Path(summary["checkpoint"]).stem
     path = args.out / "records" / (f"{stem}.json.gz" if args.gzip_records else f"{stem}.json")
     if path.exists():
-        if read_json(path)["timings"]["fit_seconds"] == summary["fit_seconds"]:
+        if read_record(path)["timings"]["fit_seconds"] == summary["fit_seconds"]:
             return path
         # the same run fitted again (its summary was deleted, or another machine's record was
         # kept): the record must be the test of the fit the summary and the selection describe
@@ -761,11 +754,10 @@ def threads_check(args, tables):
     rows = []
     for model in PAIR:
         table_run = load_run(tables[dataset][model]["record"])
-        for threads, summary in (
-            (args.threads, tables[dataset][model]),
-            (args.threads_check, again[model]),
+        for threads, summary, run in (
+            (args.threads, tables[dataset][model], table_run),
+            (args.threads_check, again[model], load_run(again[model]["record"])),
         ):
-            run = load_run(summary["record"])
             rows.append(
                 {
                     "dataset": dataset,

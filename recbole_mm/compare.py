@@ -46,15 +46,20 @@ class Run:
     per_user: dict = field(default_factory=dict)  # {metric: numpy array [users]}
 
 
-def load_run(path, label=None):
-    """Read a run record (JSON, or gzipped JSON when ``path`` ends with ``.gz``) into a
-    :class:`Run`; ``label`` defaults to its ``label`` or model."""
+def read_record(path):
+    """A run record as saved (dict): JSON, or gzipped JSON when ``path`` ends with ``.gz``."""
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as f:
-            record = json.load(f)
+            return json.load(f)
     except (OSError, EOFError, zlib.error, json.JSONDecodeError) as error:
         raise CompareError(f"{path}: cannot read the run record: {error}") from error
+
+
+def load_run(path, label=None):
+    """Read a run record (:func:`read_record`) into a :class:`Run`; ``label`` defaults to its
+    ``label`` or model."""
+    record = read_record(path)
     missing = [key for key in ("model", "dataset", "test_result") if key not in record]
     if missing:
         raise CompareError(
