@@ -980,6 +980,7 @@ def figure2_rows(runs):
                     **{column: run.test_result[column] for column in COLUMNS},
                     "ndcg_p_cobrar_vs_dmf": p_value,
                     "epochs": summary["epochs"],
+                    "learned": learned(summary),
                     "fit_seconds": summary["fit_seconds"],
                 }
             )
@@ -1135,11 +1136,19 @@ def claims(tables, figures, table_branch, seeds, capped, every, grid):
         if cobrar["branch"] == str(table_branch):
             continue
         p_value = cobrar["ndcg_p_cobrar_vs_dmf"]
+        stuck = [
+            f"{row['model']} did not learn at lr {row['learning_rate']:g} (constant validation "
+            f"NDCG@{K})"
+            for row in (cobrar, dmf)
+            if not row["learned"]
+        ]
         accuracy.append(
             (
                 (
                     f"   - Figure 2, {dataset}, branch {cobrar['branch']}: CoBraR "
-                    f"{cobrar[ndcg]:.4f} vs DMF {dmf[ndcg]:.4f} (p = {p_value:.3g})"
+                    f"{cobrar[ndcg]:.4f} vs DMF {dmf[ndcg]:.4f} (p = {p_value:.3g}"
+                    + "".join(f"; {text}" for text in stuck)
+                    + ")"
                 ),
                 verdict(cobrar[ndcg] - dmf[ndcg], p_value),
             )

@@ -120,3 +120,33 @@ def test_a_kept_record_is_reused_only_for_the_fit_it_tested(repro, tmp_path, mon
     monkeypatch.setattr(repro, "fit_and_keep", trained_again)
     with pytest.raises(RuntimeError, match=r"trained again: \('lastfm-2k', 'CoBraR', \[256\], 0.001\)"):
         repro.test(args, {**summary, "fit_seconds": 13.0}, "CoBraR")
+
+
+def test_claims_say_which_figure2_run_did_not_learn(repro, tmp_path):
+    """A Figure 2 pair whose CoBraR never moved off its first validation score is counted (as the
+    measured difference it is) and named as a run that did not learn."""
+    users = ["1", "2", "3", "4"]
+    selected = {}
+    for i, model in enumerate(repro.MODELS):
+        path = tmp_path / f"{model}.json"
+        ndcg = [0.1 * i, 0.2 * i, 0.1 * i, 0.3 * i]
+        repro.write_json(path, {
+            "model": model, "dataset": "lastfm-2k",
+            "test_result": {"ndcg@5": sum(ndcg) / 4, "itemcoverage@5": 0.1 * i},
+            "per_user": {"users": users, "metrics": {"ndcg@5": ndcg}},
+        })
+        selected[model] = {"record": str(path)}
+    pair = [
+        {"branch": "[2048]", "model": model, "learning_rate": 0.01, "ndcg@5": score,
+         "ndcg_p_cobrar_vs_dmf": 0.01, "learned": model == "DMF",
+         "branch_parameters": parameters, "total_parameters": parameters + 1000}
+        for model, score, parameters in (("DMF", 0.2, 200), ("CoBraR", 0.05, 100))
+    ]
+    lines = repro.claims({"lastfm-2k": selected}, {"lastfm-2k": pair}, [256], [], [], [], [])
+    figure2 = [line for line in lines if "Figure 2, lastfm-2k" in line]
+    assert figure2 == [
+        "   - Figure 2, lastfm-2k, branch [2048]: CoBraR 0.0500 vs DMF 0.2000 (p = 0.01; CoBraR "
+        "did not learn at lr 0.01 (constant validation NDCG@5)): CoBraR significantly worse."
+    ]
+    assert lines[0].startswith("1. **Accuracy comparable to DMF: partly.**")
+    assert "2. **Half the branch parameters: holds**" in "\n".join(lines)
