@@ -1137,8 +1137,8 @@ def claims(tables, figures, table_branch, seeds, capped, every, grid):
             continue
         p_value = cobrar["ndcg_p_cobrar_vs_dmf"]
         stuck = [
-            f"{row['model']} did not learn at lr {row['learning_rate']:g} (constant validation "
-            f"NDCG@{K})"
+            f"{row['model']} did not learn at lr {row['learning_rate']:g}: validation "
+            f"NDCG@{K} constant"
             for row in (cobrar, dmf)
             if not row["learned"]
         ]

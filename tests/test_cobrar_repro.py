@@ -146,7 +146,7 @@ def test_claims_say_which_figure2_run_did_not_learn(repro, tmp_path):
     figure2 = [line for line in lines if "Figure 2, lastfm-2k" in line]
     assert figure2 == [
         "   - Figure 2, lastfm-2k, branch [2048]: CoBraR 0.0500 vs DMF 0.2000 (p = 0.01; CoBraR "
-        "did not learn at lr 0.01 (constant validation NDCG@5)): CoBraR significantly worse."
+        "did not learn at lr 0.01: validation NDCG@5 constant): CoBraR significantly worse."
     ]
     assert lines[0].startswith("1. **Accuracy comparable to DMF: partly.**")
     assert "2. **Half the branch parameters: holds**" in "\n".join(lines)
