@@ -996,7 +996,20 @@ def ndcg_p_value(run, other):
 
 
 def figure2_plot(dataset, runs, rows, path):
-    """Box plots of per-user test NDCG@5: a pair (DMF, CoBraR) per branch, with parameters."""
+    """Writes :func:`figure2_figure` as a PNG to ``path``."""
+    from matplotlib import pyplot as plt
+
+    figure = figure2_figure(dataset, runs, rows)
+    replace_atomically(path, lambda f: figure.savefig(f, format="png", dpi=120), binary=True)
+    plt.close(figure)
+
+
+def figure2_figure(dataset, runs, rows):
+    """Box plots of per-user test NDCG@5: a pair (DMF, CoBraR) per branch, with parameters.
+
+    A run that did not learn (``rows[i]["learned"]`` false: validation NDCG@5 constant) gets a
+    hatched box, so its box is not read as a trained model's spread.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1019,16 +1032,20 @@ def figure2_plot(dataset, runs, rows, path):
             f"{dmf['branch']}\nbranch params\nDMF {branch_dmf:,}\nCoBraR {branch_cobrar:,}"
         )
     boxes = axis.boxplot(values, positions=positions, showmeans=True, patch_artist=True, widths=0.8)
-    for patch, colour in zip(boxes["boxes"], colours):
+    for patch, colour, row in zip(boxes["boxes"], colours, rows):
         patch.set_facecolor(colour)
         patch.set_alpha(0.5)
+        if not row["learned"]:
+            patch.set_hatch("xx")
     axis.set_xticks(ticks, tick_labels, fontsize=8)
     axis.set_ylabel(f"per-user {metric} (test)")
-    axis.set_title(f"{dataset}: DMF (orange) vs CoBraR (blue) per branch architecture")
+    title = f"{dataset}: DMF (orange) vs CoBraR (blue) per branch architecture"
+    if not all(row["learned"] for row in rows):
+        title += "\nhatched: did not learn (validation NDCG@5 constant)"
+    axis.set_title(title)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    replace_atomically(path, lambda f: figure.savefig(f, format="png", dpi=120), binary=True)
-    plt.close(figure)
+    return figure
 
 
 # ---------------------------------------------------------------------------------------- timing

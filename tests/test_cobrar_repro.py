@@ -150,3 +150,19 @@ def test_claims_say_which_figure2_run_did_not_learn(repro, tmp_path):
     ]
     assert lines[0].startswith("1. **Accuracy comparable to DMF: partly.**")
     assert "2. **Half the branch parameters: holds**" in "\n".join(lines)
+
+
+def test_figure2_hatches_the_box_of_a_run_that_did_not_learn(repro, tmp_path):
+    runs, rows = [], []
+    for model, ndcg, learned in (("DMF", [0.1, 0.3, 0.2], True), ("CoBraR", [0.0, 0.0, 0.1], False)):
+        path = tmp_path / f"{model}.json"
+        repro.write_json(path, {
+            "model": model, "dataset": "lastfm-2k", "test_result": {"ndcg@5": sum(ndcg) / 3},
+            "per_user": {"users": ["1", "2", "3"], "metrics": {"ndcg@5": ndcg}},
+        })
+        runs.append({"record": str(path), "branch": [2048]})
+        rows.append({"branch_parameters": 100, "learned": learned})
+    figure = repro.figure2_figure("lastfm-2k", runs, rows)
+    axis = figure.axes[0]
+    assert [patch.get_hatch() for patch in axis.patches] == [None, "xx"]
+    assert axis.get_title().endswith("hatched: did not learn (validation NDCG@5 constant)")
