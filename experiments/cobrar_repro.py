@@ -997,9 +997,9 @@ def ndcg_p_value(run, other):
 
 def figure2_plot(dataset, runs, rows, path):
     """Writes :func:`figure2_figure` as a PNG to ``path``."""
+    figure = figure2_figure(dataset, runs, rows)  # selects the Agg backend before pyplot's import
     from matplotlib import pyplot as plt
 
-    figure = figure2_figure(dataset, runs, rows)
     replace_atomically(path, lambda f: figure.savefig(f, format="png", dpi=120), binary=True)
     plt.close(figure)
 

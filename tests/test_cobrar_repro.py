@@ -163,6 +163,9 @@ def test_figure2_hatches_the_box_of_a_run_that_did_not_learn(repro, tmp_path):
         runs.append({"record": str(path), "branch": [2048]})
         rows.append({"branch_parameters": 100, "learned": learned})
     figure = repro.figure2_figure("lastfm-2k", runs, rows)
+    from matplotlib import pyplot as plt
+
     axis = figure.axes[0]
     assert [patch.get_hatch() for patch in axis.patches] == [None, "xx"]
     assert axis.get_title().endswith("hatched: did not learn (validation NDCG@5 constant)")
+    plt.close(figure)
