@@ -687,9 +687,17 @@ def pair_again(tables, name, users, variant, models=PAIR):
     return runs
 
 
+def best_epoch(summary):
+    """The epoch (1-based) whose model a fit kept (int): the last one with the best validation
+    NDCG@5, as RecBole's early stopping keeps a later epoch that ties the best."""
+    curve = summary["valid_curve"]
+    return len(curve) - curve[::-1].index(max(curve))
+
+
 def pair_row(dataset, runs, **label):
     """One row of CoBraR vs DMF: ``label`` (e.g. ``seed``), test NDCG@5 and ItemCoverage@5 of
-    both, the paired t-test p-value of per-user NDCG@5 and the epochs each fit took (dict)."""
+    both, the paired t-test p-value of per-user NDCG@5, the epochs each fit took and the epoch
+    whose model it kept (dict)."""
     dmf, cobrar = (load_run(runs[model]["record"]) for model in PAIR)
     return {
         "dataset": dataset,
@@ -702,6 +710,8 @@ def pair_row(dataset, runs, **label):
         "ndcg_p_cobrar_vs_dmf": ndcg_p_value(cobrar, dmf),
         "CoBraR_epochs": runs["CoBraR"]["epochs"],
         "DMF_epochs": runs["DMF"]["epochs"],
+        "CoBraR_best_epoch": best_epoch(runs["CoBraR"]),
+        "DMF_best_epoch": best_epoch(runs["DMF"]),
     }
 
 
@@ -1340,6 +1350,12 @@ def cap_summary(capped):
             + f" (p = {row['ndcg_p_cobrar_vs_dmf']:.3g})"
             for row in (short, long)
         ]
+        kept = long["CoBraR_best_epoch"], long["DMF_best_epoch"]
+        if max(kept) <= short["max_epochs"]:
+            parts.append(
+                f"the longer runs kept the models of epochs {kept[0]} (CoBraR) and {kept[1]} "
+                f"(DMF), within the first {short['max_epochs']} that the capped runs train too"
+            )
         lines.append(f"- {short['dataset']}: " + "; ".join(parts) + ".")
     return lines
 
