@@ -82,7 +82,7 @@ from recbole_mm.files import replace_atomically
 from recbole_mm.params import dmf_like
 from recbole_mm.per_user import per_user_results
 from recbole_mm.quick_start import _build
-from recbole_mm.record import RunRecord, describe_device, versions
+from recbole_mm.record import RunRecord, describe_device, kept_epoch, versions
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RECBOLE_MM_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -687,17 +687,10 @@ def pair_again(tables, name, users, variant, models=PAIR):
     return runs
 
 
-def best_epoch(summary):
-    """The epoch (1-based) whose model a fit kept (int): the last one with the best validation
-    NDCG@5, as RecBole's early stopping keeps a later epoch that ties the best."""
-    curve = summary["valid_curve"]
-    return len(curve) - curve[::-1].index(max(curve))
-
-
 def pair_row(dataset, runs, **label):
     """One row of CoBraR vs DMF: ``label`` (e.g. ``seed``), test NDCG@5 and ItemCoverage@5 of
     both, the paired t-test p-value of per-user NDCG@5, the epochs each fit took and the epoch
-    whose model it kept (dict)."""
+    (1-based) whose model it kept (dict)."""
     dmf, cobrar = (load_run(runs[model]["record"]) for model in PAIR)
     return {
         "dataset": dataset,
@@ -710,8 +703,8 @@ def pair_row(dataset, runs, **label):
         "ndcg_p_cobrar_vs_dmf": ndcg_p_value(cobrar, dmf),
         "CoBraR_epochs": runs["CoBraR"]["epochs"],
         "DMF_epochs": runs["DMF"]["epochs"],
-        "CoBraR_best_epoch": best_epoch(runs["CoBraR"]),
-        "DMF_best_epoch": best_epoch(runs["DMF"]),
+        "CoBraR_best_epoch": kept_epoch(runs["CoBraR"]["valid_curve"]) + 1,
+        "DMF_best_epoch": kept_epoch(runs["DMF"]["valid_curve"]) + 1,
     }
 
 

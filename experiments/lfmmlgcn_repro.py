@@ -53,7 +53,7 @@ import recbole_mm
 from recbole_mm import Config, get_trainer
 from recbole_mm.files import replace_atomically
 from recbole_mm.quick_start import _build
-from recbole_mm.record import describe_device, versions
+from recbole_mm.record import describe_device, kept_epoch, versions
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RECBOLE_MM_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -238,7 +238,6 @@ def train_one(args, dataset, label, layers, lr, reg, seed):
         "test_result": {k: float(v) for k, v in test_result.items()},
         "valid_curve": curve,
         "train_loss": [float(v) for v in trainer.train_loss_dict.values()],
-        "best_epoch": int(np.argmax(curve)) if curve else None,
         "seconds": round(time.perf_counter() - start, 2),
         "cpu_seconds": round(time.process_time() - cpu_start, 2),
         "data": {"users": data.user_num - 1, "items": data.item_num - 1,
@@ -375,9 +374,9 @@ def curves(dataset, chosen, layers):
         for label in ("LightGCN", "LF-MMLGCN", "LF-MMLGCN unfrozen"):
             run = chosen.get((dataset, label, n))
             if run:
-                loss = run["train_loss"][run["best_epoch"]]
+                kept = kept_epoch(run["valid_curve"])
                 lines.append(
-                    f"| {label} | {n} | {run['best_epoch'] + 1} | {len(run['train_loss'])} | {loss:.4f} "
+                    f"| {label} | {n} | {kept + 1} | {len(run['train_loss'])} | {run['train_loss'][kept]:.4f} "
                     f"| {run['best_valid_score']:.4f} | {run['test_result']['ndcg@20']:.4f} |"
                 )
     return lines
@@ -395,8 +394,9 @@ def beyond_accuracy(dataset, chosen, labels, layers, metrics):
         run = chosen.get((dataset, label, n))
         if run:
             cells = " | ".join(f"{run['test_result'][key]:.4f}" for key in keys)
+            kept = kept_epoch(run["valid_curve"])
             lines.append(
-                f"| {label} | {n} | {run['best_epoch'] + 1} | {run['train_loss'][run['best_epoch']]:.4f} "
+                f"| {label} | {n} | {kept + 1} | {run['train_loss'][kept]:.4f} "
                 f"| {run['test_result']['ndcg@20']:.4f} | {cells} |"
             )
     return lines

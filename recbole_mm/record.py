@@ -55,6 +55,21 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+def kept_epoch(valid_curve, bigger=True):
+    """The index (0-based) of the epoch whose model RecBole's early stopping keeps (int).
+
+    Args:
+        valid_curve (list of float): the validation score after each epoch, as RecBole compares
+            it (``valid_metric``, rounded to ``metric_decimal_place``).
+        bigger (bool): ``valid_metric_bigger``.
+
+    ``recbole.utils.early_stopping`` takes a score that ties the best as a new best, so this is
+    the last epoch that reaches the best score, not the first.
+    """
+    best = max(valid_curve) if bigger else min(valid_curve)
+    return len(valid_curve) - 1 - valid_curve[::-1].index(best)
+
+
 def to_jsonable(value):
     """Config values as JSON: enums by name, devices and other objects as strings."""
     if isinstance(value, dict):

@@ -171,20 +171,15 @@ def test_figure2_hatches_the_box_of_a_run_that_did_not_learn(repro, tmp_path):
     plt.close(figure)
 
 
-@pytest.mark.parametrize(
-    "curve, kept", [([0.1, 0.3, 0.3, 0.2, 0.2, 0.1], 3), ([0.1, 0.2, 0.2, 0.2, 0.3, 0.1], 5)]
-)
-def test_the_epoch_cap_says_when_the_longer_run_kept_an_epoch_the_capped_run_reached(
-    repro, curve, kept
-):
-    """RecBole's early stopping keeps the last epoch that ties the best; the epoch-cap summary says
-    when both longer fits kept an epoch within the shorter cap (so the numbers can repeat)."""
-    assert repro.best_epoch({"valid_curve": curve}) == kept
+@pytest.mark.parametrize("kept", [3, 5])
+def test_the_epoch_cap_says_when_the_longer_run_kept_an_epoch_the_capped_run_reached(repro, kept):
+    """The epoch-cap summary says when both longer fits kept an epoch within the shorter cap (so
+    the numbers can repeat), and only then."""
     rows = [
         {"dataset": "lastfm-2k", "max_epochs": cap, "CoBraR_ndcg@5": 0.21, "DMF_ndcg@5": 0.2,
          "ndcg_p_cobrar_vs_dmf": 0.5, "CoBraR_epochs": epochs, "DMF_epochs": epochs,
          "CoBraR_best_epoch": min(cap, kept), "DMF_best_epoch": 2}
-        for cap, epochs in ((4, 4), (50, len(curve)))
+        for cap, epochs in ((4, 4), (50, 6))
     ]
     summary = repro.cap_summary(rows)
     assert len(summary) == 1
