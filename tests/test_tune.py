@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import ray
 import yaml
+from ray import air, tune
 
 from recbole_mm.config import Config, properties_dir
 from recbole_mm.tune import TuneError, load_space, parse_space
@@ -136,7 +139,7 @@ def test_bayes_search_samples_inside_the_space():
     )
     settings = TuneSettings(model="X", dataset="d", output="o", search="bayes")
     plan = SimpleNamespace(space=space)
-    searcher = _search_algorithm(settings, plan, seed=7)
+    searcher = _search_algorithm(settings, plan, seed=7).searcher  # Optuna, in Ray's wrapper
     assert searcher.set_search_properties("best_valid_score", "max", space.tune_space())
     for i in range(8):
         values = space.decode(searcher.suggest(f"t{i}"))
@@ -213,6 +216,85 @@ def test_statuses_selection_and_best_so_far_by_hand():
     assert best_so_far(rows, "max") == [0.20, 0.20, 0.20, 0.30, 0.30]
     assert best_so_far(rows, "min") == [0.20, 0.20, 0.10, 0.10, 0.10]
     assert best_row([{"trial": 1, "status": "failed", "best_valid_score": None}], "max") is None
+
+
+# -------------------------------------------------- a restore whose searcher state is behind
+class _KeepSearcherState(tune.Callback):
+    """Copies Ray's saved searcher state aside when the third trial starts (it counts < 4 trials):
+    every file of the experiment folder but the trials' state and the trial folders."""
+
+    def __init__(self, experiment, copy):
+        self.experiment, self.copy = experiment, copy
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        saved = [p for p in self.experiment.glob("*state*") if not p.name.startswith("experiment_state")]
+        if len(trials) == 3 and saved:
+            self.copy.mkdir()
+            for path in saved:
+                shutil.copyfile(path, self.copy / path.name)
+
+
+def _restore_with_the_searcher_behind(root, search):
+    """A finished 4-trial search (``grid`` or ``bayes``) given back the searcher state saved before
+    its 4th trial, then restored (run in a subprocess by the test below); prints what it checks."""
+    root = Path(root)
+    experiment, stale = root / "X", root / "searcher_before_trial_4"
+
+    def report_x(config):  # defined here: Ray's workers cannot import this test module
+        from ray.air import session
+
+        session.report({"epoch": 1, "best_valid_score": float(config["x"])})
+
+    def trial_results():
+        return {p.name: (p / "result.json").read_text() for p in experiment.iterdir() if p.is_dir()}
+
+    space = SimpleNamespace(grid_points=lambda n: [{"x": x} for x in range(n)])
+    settings = TuneSettings(model="X", dataset="d", output="o", search=search, num_samples=4,
+                            max_concurrent_trials=1)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    tune.Tuner(
+        report_x,
+        param_space={"x": tune.uniform(0, 3)},
+        tune_config=tune.TuneConfig(
+            metric="best_valid_score", mode="max", num_samples=4,
+            search_alg=_search_algorithm(settings, SimpleNamespace(space=space), seed=7),
+        ),
+        run_config=air.RunConfig(name="X", storage_path=str(root), verbose=0,
+                                 callbacks=[_KeepSearcherState(experiment, stale)]),
+    ).fit()
+    if not stale.is_dir():
+        raise AssertionError("no searcher state was saved before the 4th trial")
+    for path in stale.iterdir():
+        shutil.copyfile(path, experiment / path.name)
+    before = trial_results()
+    results = tune.Tuner.restore(str(experiment), report_x, resume_unfinished=True).fit()
+    print(json.dumps({
+        "before": before, "after": trial_results(), "errors": len(results.errors),
+        "scores": sorted(r.metrics["best_valid_score"] for r in results),
+    }))
+
+
+@pytest.mark.parametrize("search", ["grid", "bayes"])
+def test_a_restored_search_runs_each_trial_once_when_its_searcher_state_is_behind(search, tmp_path):
+    # Ray saves the trials, then the searcher: a driver killed between the two leaves a searcher
+    # that, restored, creates the newest trial(s) again (grid) or crashes on a trial it never
+    # suggested (bayes), and still counts an ended trial as running. Built here without the race,
+    # in a subprocess (a hang is a failure).
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_tune; "
+            f"test_tune._restore_with_the_searcher_behind({str(tmp_path)!r}, {search!r})")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the restored search did not finish in 120 s (it waits for a trial that ended)")
+    assert process.returncode == 0, err[-5000:]
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert len(seen["before"]) == 4 and seen["errors"] == 0 and len(seen["scores"]) == 4
+    if search == "grid":
+        assert seen["scores"] == [0.0, 1.0, 2.0, 3.0]
+    assert seen["after"] == seen["before"]  # no trial ran again, none was created twice
 
 
 # ------------------------------------------------- a real search, killed and resumed (CPU)

@@ -40,10 +40,13 @@ import ray
 import yaml
 from ray import air, tune
 from ray.air.constants import EXPR_RESULT_FILE
+from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.search_generator import SearchGenerator
+from ray.tune.utils.serialization import TuneFunctionDecoder
 
 from recbole_mm.config import Config, properties_dir
 from recbole_mm.files import replace_atomically
@@ -286,9 +289,80 @@ def _search_algorithm(settings, plan, seed):
                 "--search bayes needs Optuna: pip install 'optuna>=3.0,<4' "
                 f"(or use --search random) [{error}]"
             ) from error
-        return ConcurrencyLimiter(searcher, limit) if limit else searcher
+        return ResumableSearchGenerator(ConcurrencyLimiter(searcher, limit) if limit else searcher)
     points = plan.space.grid_points(settings.num_samples) if settings.search == "grid" else None
-    return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=limit or 0, random_state=seed)
+    return ResumableVariantGenerator(points_to_evaluate=points, max_concurrent=limit or 0, random_state=seed)
+
+
+def _saved_trials(experiment_dir):
+    """The ids of the trials in the experiment state Ray restores, and of those that had ended."""
+    with open(_find_newest_experiment_checkpoint(experiment_dir), encoding="utf-8") as handle:
+        saved = json.load(handle, cls=TuneFunctionDecoder)["checkpoints"]
+    trials = [json.loads(state, cls=TuneFunctionDecoder) for state in saved]
+    ended = {t["trial_id"] for t in trials if t["status"] in (Trial.TERMINATED, Trial.ERROR)}
+    return {t["trial_id"] for t in trials}, ended
+
+
+class ResumableVariantGenerator(BasicVariantGenerator):
+    """Ray's grid / random search, restored consistently with the trials it created.
+
+    Ray 2.6 saves an experiment in two files, the trials first, then the searcher. A driver killed
+    between the two leaves a searcher that is behind its trials, which breaks a restored search in
+    two ways, each mended here from the same experiment state that Ray restores the trials from:
+
+    - the searcher has not counted the newest trial(s): it creates them again, with the same ids
+      and configurations (its ids and random state are restored), and Ray runs both copies; the
+      second copy's result crashes ASHA (``KeyError: '<trial id>'``), which has already forgotten
+      a trial of that id. A trial created again under a restored id is dropped: the restored one
+      runs in its place;
+    - the searcher still counts as running a trial that has ended: it is never told it ended, so
+      with ``max_concurrent`` the search waits for it forever. Ended trials are released.
+    """
+
+    _restored_ids = frozenset()
+
+    def restore_from_dir(self, dirpath):
+        super().restore_from_dir(dirpath)
+        self._restored_ids, ended = _saved_trials(dirpath)
+        self._live_trials -= ended
+
+    def next_trial(self):
+        trial = super().next_trial()
+        while trial is not None and trial.trial_id in self._restored_ids:
+            self._live_trials.discard(trial.trial_id)  # it never runs: frees its concurrency slot
+            trial = super().next_trial()
+        return trial
+
+
+class ResumableSearchGenerator(SearchGenerator):
+    """Ray's wrapper of a model-based searcher (Optuna), restored consistently with its trials.
+
+    The same two-file race as :class:`ResumableVariantGenerator`, with random trial ids: a restored
+    trial the searcher never suggested (an orphan) would crash Optuna when it reports
+    (``KeyError``), and the searcher, not having counted it, would add a trial beyond
+    ``num_samples``. Here orphans run without being reported to the searcher and count towards
+    ``num_samples``, and the ``ConcurrencyLimiter`` releases the trials that had ended.
+    """
+
+    _orphans = frozenset()
+
+    def restore_from_dir(self, dirpath):
+        super().restore_from_dir(dirpath)
+        restored, ended = _saved_trials(dirpath)
+        searcher = self.searcher
+        if isinstance(searcher, ConcurrencyLimiter):
+            searcher.live_trials -= ended
+            searcher = searcher.searcher
+        self._orphans = frozenset(restored - set(searcher._ot_trials))
+        self._counter = max(self._counter, len(restored))
+
+    def on_trial_result(self, trial_id, result):
+        if trial_id not in self._orphans:
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        if trial_id not in self._orphans:
+            super().on_trial_complete(trial_id, result=result, error=error)
 
 
 class ResumableASHA(ASHAScheduler):
