@@ -28,6 +28,11 @@ _RECBOLE_PROPERTIES = os.path.join(os.path.dirname(recbole.__file__), "propertie
 _RECBOLE_TYPE_DEFAULTS = os.path.realpath(os.path.join(_RECBOLE_PROPERTIES, "quick_start_config"))
 
 
+def cutoffs(value):
+    """``topk`` or ``search_topk`` as a list (RecBole accepts one int too)."""
+    return [value] if isinstance(value, int) else list(value or [])
+
+
 def properties_dir():
     """recbole_mm's ``properties/`` folder (a Traversable path)."""
     return importlib.resources.files("recbole_mm.properties")
@@ -102,6 +107,19 @@ class Config(RecBoleConfig):
                 f"valid_metric '{valid_metric}' is not among metrics {metrics}: add it to 'metrics' "
                 "or choose another valid_metric"
             )
+        name, _, k = valid_metric.partition("@")
+        if not k:
+            return
+        # the cut-offs valid_metric's value is computed at: search metrics at search_topk,
+        # multitask_ndcg at both
+        keys = {"search": ["search_topk"], "multitask": ["topk", "search_topk"]}
+        for key in keys.get(name.lower().split("_")[0], ["topk"]):
+            computed = cutoffs(self[key])
+            if not k.isdigit() or int(k) not in computed:
+                raise ConfigError(
+                    f"valid_metric '{valid_metric}' needs the cut-off {k}, but {key} is "
+                    f"{computed}: add {k} to {key} or choose a valid_metric at one of {computed}"
+                )
 
     def _load_cmd_line(self):
         return self._convert_config_dict(parse_cmd_args(self._cmd_args))

@@ -17,7 +17,7 @@ from recbole.data import create_dataset as recbole_create_dataset
 from recbole.utils import get_local_time, init_logger, init_seed, set_color
 
 from recbole_mm.compat import checkpoint as safe_checkpoint
-from recbole_mm.config import Config
+from recbole_mm.config import Config, ConfigError, cutoffs
 from recbole_mm.evaluation.cold_start import data_preparation, evaluate_cold_start
 from recbole_mm.fast_path import choose_trainer
 from recbole_mm.per_user import check_supported, per_user_results
@@ -62,6 +62,24 @@ def set_flush_denormal(flush):
     return False
 
 
+def check_topk(config, dataset):
+    """Fail before training, not at the first evaluation, if a ranked list is longer than the
+    catalogue: RecBole's ``torch.topk`` over ``[users, item_num]`` scores stops with "selected index
+    k out of range", and a k equal to ``item_num`` ranks the padding item.
+    """
+    modes = set(config["eval_args"]["mode"].values())
+    if modes == {"labeled"}:  # value metrics (AUC, LogLoss) only, no ranked lists
+        return
+    topk = cutoffs(config["topk"])
+    n_items = dataset.item_num - 1  # internal id 0 is padding
+    if max(topk) > n_items:
+        raise ConfigError(
+            f"topk {topk} asks for top-{max(topk)} lists, but dataset '{config['dataset']}' has "
+            f"{n_items} items: choose topk values of at most {n_items}, and a valid_metric at one "
+            "of them"
+        )
+
+
 def load_data(config):
     """Seed, log and load the data of ``config`` exactly as :func:`run` does, so that anything
     evaluated beside a run (a baseline, a report) sees the same split.
@@ -76,6 +94,7 @@ def load_data(config):
     logger.info(config)
     dataset = create_dataset(config)
     logger.info(dataset)
+    check_topk(config, dataset)
     return (dataset, *data_preparation(config, dataset))
 
 

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
+import recbole_mm
 from recbole_mm.cli import main, run_recbole_main
-from recbole_mm.config import ConfigError, parse_cmd_args
+from recbole_mm.config import Config, ConfigError, parse_cmd_args
 
 
 def test_parse_cmd_args_accepts_both_spellings():
@@ -66,6 +67,33 @@ def test_invalid_valid_metric_fails_before_training(capsys):
     status = run_recbole_main(["--model=BPR", "--dataset=ml-100k", "--valid_metric=MAP@10"])
     assert status == 2
     assert "valid_metric 'MAP@10'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model=BPR", "--valid_metric=NDCG@5"], "needs the cut-off 5, but topk is [10, 20]"),
+        (["--model=BPR", "--valid_metric=NDCG@5", "--topk=5"], None),  # an int, as RecBole allows
+        (["--model=UnifiedSearchRec", "--valid_metric=search_ndcg@20", "--search_topk=[10]"],
+         "needs the cut-off 20, but search_topk is [10]"),
+        (["--model=UnifiedSearchRec", "--valid_metric=multitask_ndcg@20", "--search_topk=[10,20]",
+          "--topk=[10]"], "needs the cut-off 20, but topk is [10]"),
+    ],
+)
+def test_valid_metric_at_a_cut_off_not_computed_fails_before_training(args, message):
+    cmd_args = ["--dataset=ml-100k", *args]
+    if message is None:
+        Config(cmd_args=cmd_args)
+        return
+    with pytest.raises(ConfigError) as error:
+        Config(cmd_args=cmd_args)
+    assert message in str(error.value)
+
+
+def test_top_k_lists_longer_than_the_catalogue_fail_before_training(fast_config, workdir):
+    with pytest.raises(ConfigError, match=r"top-5000 lists, but dataset 'ml-small' has \d+ items"):
+        recbole_mm.run("BPR", "ml-small", config_dict=dict(fast_config, topk=[10, 5000]))
+    assert not (workdir / "saved").exists()  # no epoch ran
 
 
 def test_models_subcommand_lists_recbole_models(capsys):

@@ -101,7 +101,7 @@ def test_masked_count_is_collected_per_evaluation(fast_config):
 
     from recbole_mm.config import Config
 
-    config = Config("BPR", "ml-small", config_dict=dict(fast_config, metrics=["NDCG", "PopRSP"], topk=[2]))
+    config = Config("BPR", "ml-small", config_dict=dict(fast_config, metrics=["NDCG", "PopRSP"], topk=[2], valid_metric="NDCG@2"))
     collector = Collector(config)
     scores = torch.zeros(3, 5)
     scores[:, 0] = -np.inf

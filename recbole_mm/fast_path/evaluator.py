@@ -29,6 +29,7 @@ import torch
 from recbole.utils import set_color
 from tqdm import tqdm
 
+from recbole_mm.config import cutoffs
 from recbole_mm.plugins.metrics import long_tail_mask, pop_rsp, popularity
 
 TOPK_METRICS = ("hit", "mrr", "map", "recall", "ndcg", "precision")
@@ -84,8 +85,7 @@ class FullSortEvaluator:
             )
         self.device = torch.device(device)
         self.metrics = [m.lower() for m in metrics]
-        topk = config["topk"]
-        self.topk = [topk] if isinstance(topk, int) else list(topk)
+        self.topk = cutoffs(config["topk"])
         self.max_k = max(self.topk)
         self.decimal_place = config["metric_decimal_place"]
         self.tail_ratio = config["tail_ratio"]

@@ -13,6 +13,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from recbole_mm.config import cutoffs
 from recbole_mm.fast_path.evaluator import TOPK_METRICS, topk_metric_values
 
 PREFIX = "search_"
@@ -24,8 +25,7 @@ def search_metric_names(config):
     unknown = [m for m in metrics if m not in TOPK_METRICS]
     if unknown:
         raise ValueError(f"search_metrics {unknown}: choose among {list(TOPK_METRICS)}")
-    topk = config["search_topk"]
-    return metrics, [topk] if isinstance(topk, int) else list(topk)
+    return metrics, cutoffs(config["search_topk"])
 
 
 class SearchEvaluator:
