@@ -10,6 +10,10 @@ crash on ``NaN.split`` and missing tokens/floats reach the model as NaN. Two fix
 - the ``pd`` that ``recbole.data.dataset.dataset`` reads files with fills empty sequence cells with
   ``""`` right after ``read_csv``, which is what RecBole's own chained call meant to do.
 
+RecBole's chained call still runs, now on filled cells, and pandas warns about it on every dataset
+with a sequence field (``ChainedAssignmentError`` in pandas 3, a ``FutureWarning`` in 2.2): that
+warning, from that module only, is silenced, since the fill it is about is done.
+
 2. ``Series.agg(len)`` returns the Series' length in pandas 3, not each cell's length; RecBole
    splits token_seq / float_seq columns with it (remapping, normalising, discretising), so every
    sequence field ends up in one cell. While a RecBole ``Dataset`` is built under pandas >= 3,
@@ -18,6 +22,7 @@ crash on ``NaN.split`` and missing tokens/floats reach the model as NaN. Two fix
 
 import contextlib
 import functools
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -100,6 +105,12 @@ def apply():
     if not isinstance(dataset_module.pd, _PandasForRecBoleDataset):
         dataset_module.pd = _PandasForRecBoleDataset()
     dataset_module.Dataset._fill_nan = fill_nan
+    warnings.filterwarnings(
+        "ignore",
+        message="A value is (being|trying to be) set on a copy of a DataFrame or Series through "
+        "chained assignment using an inplace method",
+        module=r"recbole\.data\.dataset\.dataset",
+    )
     init = dataset_module.Dataset.__init__
     if int(pd.__version__.split(".")[0]) >= 3 and not getattr(init, "per_cell_len", False):
         dataset_module.Dataset.__init__ = _building_with_per_cell_len(init)
