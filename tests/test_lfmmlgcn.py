@@ -185,9 +185,11 @@ def test_trains_and_reloads(fast_config, feature_path, model, options):
         torch.testing.assert_close(tensor, state[name])
 
 
-def test_missing_modalities_is_a_clear_error(fast_config):
-    with pytest.raises(ValueError, match="needs item features"):
+def test_missing_modalities_is_a_clear_error(fast_config, feature_path):
+    with pytest.raises(ValueError, match="needs item features.*has none"):
         run("LFMMLGCN", "ml-small", config_dict=fast_config)
+    with pytest.raises(ValueError, match="needs item features.*these: --modalities=rand\\)"):
+        run("LFMMLGCN", "ml-small", config_dict=dict(fast_config, feature_path=feature_path))
 
 
 def test_bundled_ml100k_gets_text_features_on_first_use(workdir):

@@ -36,12 +36,15 @@ def load_item_features(config, dataset):
     """
     names = config["modalities"]
     names = names.split(",") if isinstance(names, str) else list(names or [])  # "a,b" on the CLI
+    store = feature_store(config)
     if not names:
+        available = ",".join(sorted(set(store.names()) | set(config["feature_recipes"] or {})))
         raise FeatureError(
             f"{config['model']} needs item features: set 'modalities' to feature sets of "
-            f"{config['dataset']} (create them with `recbole-mm extract`)"
+            f"{config['dataset']} ("
+            + (f"these: --modalities={available}" if available else f"{store.root} has none")
+            + "), or create them with `recbole-mm extract`"
         )
-    store = feature_store(config)
     recipes = config["feature_recipes"] or {}
     fill = config["feature_fill"] or "zeros"
     iid = dataset.iid_field
