@@ -27,6 +27,7 @@ from ray import air, tune
 from recbole_mm.config import Config, properties_dir
 from recbole_mm.tune import TuneError, load_space, parse_space
 from recbole_mm.tune.report import best_row, best_so_far, trial_status
+from recbole_mm.tune import search as search_module
 from recbole_mm.tune.search import TuneSettings, _search_algorithm, plan_model, run_tune
 from recbole_mm.tune.trainable import TrialSetup, trial_config_dict
 
@@ -295,6 +296,39 @@ def test_a_restored_search_runs_each_trial_once_when_its_searcher_state_is_behin
     if search == "grid":
         assert seen["scores"] == [0.0, 1.0, 2.0, 3.0]
     assert seen["after"] == seen["before"]  # no trial ran again, none was created twice
+
+
+@pytest.mark.parametrize("search", ["grid", "bayes"])
+def test_a_restored_trial_the_searcher_had_not_counted_keeps_its_concurrency_slot(search, tmp_path, monkeypatch):
+    # one trial at a time: trial 0 ran while the searcher state was saved, then ended; trial 1
+    # started and the driver was killed before the searcher state was saved again
+    def new_search():
+        generator = _search_algorithm(
+            TuneSettings(model="X", dataset="d", output="o", search=search, num_samples=4,
+                         max_concurrent_trials=1),
+            SimpleNamespace(space=SimpleNamespace(grid_points=lambda n: [{"x": x} for x in range(n)])),
+            seed=7,
+        )
+        space = {"x": tune.uniform(0, 3)}
+        generator.set_search_properties("best_valid_score", "max", space)  # as Tuner does
+        generator.add_configurations({"X": {"run": lambda config: None, "num_samples": 4, "config": space}})
+        return generator
+
+    first = new_search()
+    trial_0 = first.next_trial()
+    first.save_to_dir(str(tmp_path), "s")
+    first.on_trial_complete(trial_0.trial_id, {"best_valid_score": 0.5})
+    trial_1 = first.next_trial()
+    saved = ({trial_0.trial_id, trial_1.trial_id}, {trial_0.trial_id})  # all trials, ended ones
+    monkeypatch.setattr(search_module, "_saved_trials", lambda experiment_dir: saved)
+    restored = new_search()
+    restored.restore_from_dir(str(tmp_path))
+    assert restored.next_trial() is None  # the restored trial 1 runs: no second trial beside it
+    restored.on_trial_complete(trial_1.trial_id, {"best_valid_score": 0.7})
+    trial_2 = restored.next_trial()
+    assert trial_2 is not None and trial_2.trial_id not in saved[0]
+    if search == "grid":
+        assert trial_2.config == {"x": 2}
 
 
 # ------------------------------------------------- a real search, killed and resumed (CPU)

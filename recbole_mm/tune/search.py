@@ -317,19 +317,25 @@ class ResumableVariantGenerator(BasicVariantGenerator):
       runs in its place;
     - the searcher still counts as running a trial that has ended: it is never told it ended, so
       with ``max_concurrent`` the search waits for it forever. Ended trials are released.
+
+    A restored trial that has not ended keeps its concurrency slot until it ends, also when the
+    searcher had not counted it.
     """
 
     _restored_ids = frozenset()
+    _ended_ids = frozenset()
 
     def restore_from_dir(self, dirpath):
         super().restore_from_dir(dirpath)
-        self._restored_ids, ended = _saved_trials(dirpath)
-        self._live_trials -= ended
+        self._restored_ids, self._ended_ids = _saved_trials(dirpath)
+        self._live_trials -= self._ended_ids
 
     def next_trial(self):
         trial = super().next_trial()
         while trial is not None and trial.trial_id in self._restored_ids:
-            self._live_trials.discard(trial.trial_id)  # it never runs: frees its concurrency slot
+            # the restored trial of that id runs (or ran) in its place
+            if trial.trial_id in self._ended_ids:
+                self._live_trials.discard(trial.trial_id)
             trial = super().next_trial()
         return trial
 
@@ -341,19 +347,24 @@ class ResumableSearchGenerator(SearchGenerator):
     trial the searcher never suggested (an orphan) would crash Optuna when it reports
     (``KeyError``), and the searcher, not having counted it, would add a trial beyond
     ``num_samples``. Here orphans run without being reported to the searcher and count towards
-    ``num_samples``, and the ``ConcurrencyLimiter`` releases the trials that had ended.
+    ``num_samples``; the ``ConcurrencyLimiter`` releases the trials that had ended, and counts an
+    orphan that has not ended as running until it ends.
     """
 
     _orphans = frozenset()
 
+    def _limiter(self):
+        """The ``ConcurrencyLimiter`` around the searcher, or None."""
+        return self.searcher if isinstance(self.searcher, ConcurrencyLimiter) else None
+
     def restore_from_dir(self, dirpath):
         super().restore_from_dir(dirpath)
         restored, ended = _saved_trials(dirpath)
-        searcher = self.searcher
-        if isinstance(searcher, ConcurrencyLimiter):
-            searcher.live_trials -= ended
-            searcher = searcher.searcher
+        limiter = self._limiter()
+        searcher = limiter.searcher if limiter else self.searcher
         self._orphans = frozenset(restored - set(searcher._ot_trials))
+        if limiter:
+            limiter.live_trials = (limiter.live_trials | self._orphans) - ended
         self._counter = max(self._counter, len(restored))
 
     def on_trial_result(self, trial_id, result):
@@ -363,6 +374,8 @@ class ResumableSearchGenerator(SearchGenerator):
     def on_trial_complete(self, trial_id, result=None, error=False):
         if trial_id not in self._orphans:
             super().on_trial_complete(trial_id, result=result, error=error)
+        elif self._limiter():
+            self._limiter().live_trials.discard(trial_id)
 
 
 class ResumableASHA(ASHAScheduler):
