@@ -4,9 +4,14 @@ Importing this package applies the RecBole compatibility fixes once (:mod:`recbo
 It never imports Ray: training works where Ray is not installed.
 """
 
+import warnings
+
 from recbole_mm import compat
 
 compat.apply()
+# our graph layers use torch's sparse CSR tensors by choice (measured fastest); torch's notice
+# that their support is in beta is not for our users
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", module=r"recbole_mm\.")
 
 from recbole_mm.config import Config  # noqa: E402
 from recbole_mm.quick_start import (  # noqa: E402

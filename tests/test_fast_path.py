@@ -2,6 +2,8 @@
 RecBole's, and the shared graph-propagation layer (checked against dense computations)."""
 
 import logging
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -87,6 +89,14 @@ def test_propagation_gradients_equal_dense_autograd(dtype, tol):
 
     torch.testing.assert_close(out, dense_out, rtol=tol, atol=tol)
     torch.testing.assert_close(sparse_x.grad, dense_x.grad, rtol=tol, atol=tol)
+
+
+def test_building_the_adjacency_prints_no_beta_notice():
+    # torch warns once per process that sparse CSR support is in beta; recbole_mm chose CSR
+    code = ("import recbole_mm, scipy.sparse as sp; from recbole_mm.layers import normalized_adjacency; "
+            "normalized_adjacency(sp.eye(3, 4))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "beta" not in done.stderr
 
 
 def test_propagation_refuses_a_learned_adjacency():
