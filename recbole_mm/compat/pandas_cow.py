@@ -1,4 +1,4 @@
-"""pandas 3 breaks RecBole's dataset code in two silent ways; both are fixed here.
+"""pandas 3 breaks RecBole's dataset code in two silent ways and one noisy one; all are fixed here.
 
 1. Copy-on-write (the default in pandas 3) ignores RecBole's chained ``fillna``.
 
@@ -18,6 +18,11 @@ warning, from that module only, is silenced, since the fill it is about is done.
    splits token_seq / float_seq columns with it (remapping, normalising, discretising), so every
    sequence field ends up in one cell. While a RecBole ``Dataset`` is built under pandas >= 3,
    ``Series.agg(len)`` gives per-cell lengths again (other functions are untouched).
+
+3. Column arrays are read-only in pandas 3 (copy-on-write), and ``Dataset._dataframe_to_interaction``
+   wraps them in tensors that share their memory; torch warns on every run that writing to such a
+   tensor is undefined behaviour. Under pandas >= 3 the conversion reads writable copies of the
+   columns instead (one copy of each table while it is converted).
 """
 
 import contextlib
@@ -99,6 +104,22 @@ def _building_with_per_cell_len(init):
     return wrapper
 
 
+class _Column:
+    """What RecBole's conversion reads of a column: ``.values``, here a writable copy."""
+
+    def __init__(self, series):
+        self.values = series.to_numpy(copy=True)
+
+
+def _converting_writable_copies(convert):
+    @functools.wraps(convert)
+    def wrapper(self, data):
+        return convert(self, {field: _Column(data[field]) for field in data})
+
+    wrapper.writable_copies = True
+    return wrapper
+
+
 def apply():
     import recbole.data.dataset.dataset as dataset_module
 
@@ -111,6 +132,10 @@ def apply():
         "chained assignment using an inplace method",
         module=r"recbole\.data\.dataset\.dataset",
     )
-    init = dataset_module.Dataset.__init__
-    if int(pd.__version__.split(".")[0]) >= 3 and not getattr(init, "per_cell_len", False):
-        dataset_module.Dataset.__init__ = _building_with_per_cell_len(init)
+    if int(pd.__version__.split(".")[0]) < 3:
+        return
+    dataset = dataset_module.Dataset
+    if not getattr(dataset.__init__, "per_cell_len", False):
+        dataset.__init__ = _building_with_per_cell_len(dataset.__init__)
+    if not getattr(dataset._dataframe_to_interaction, "writable_copies", False):
+        dataset._dataframe_to_interaction = _converting_writable_copies(dataset._dataframe_to_interaction)
