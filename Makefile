@@ -31,7 +31,7 @@ test-main: setup
 # The core without Ray, on numpy 2 and pandas 3 (how it runs on a machine whose Python has no Ray).
 $(NP2_VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(NP2_VENV)
-	$(NP2_VENV)/bin/pip install --quiet $(NP2_TORCH) "numpy>=2" "pandas>=3" scipy pytest setuptools faiss-cpu $(RECBOLE_NO_RAY_DEPS)
+	$(NP2_VENV)/bin/pip install --quiet $(NP2_TORCH) "numpy>=2" "pandas>=3,<4" scipy pytest setuptools faiss-cpu $(RECBOLE_NO_RAY_DEPS)
 	$(NP2_VENV)/bin/pip install --quiet --no-deps recbole==1.2.1
 	$(NP2_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@

@@ -28,8 +28,9 @@ def packages():
 # - numpy<2: Ray's tune logger uses np.bool8;
 # - pyarrow<26: Ray's storage layer imports pyarrow, and 26 is the first release that refuses
 #   numpy 1.x at import (18.0 to 25.0 import on numpy 1.26 and run Ray Tune 2.6.3 trials).
-# pandas needs no pin of its own: recbole_mm runs on pandas 2 and 3 (pandas 3 needs Python 3.11 and
-# takes numpy 1.26, so on 3.11 pip installs it beside numpy<2; on 3.10, pandas 2).
+# pandas: recbole_mm runs on pandas 2 and 3 (pandas 3 needs Python 3.11 and takes numpy 1.26, so on
+# 3.11 pip installs it beside numpy<2; on 3.10, pandas 2). pandas<4: 3.1 deprecates the `inplace`
+# keyword RecBole's dataset code uses throughout, announced for removal (PDEP-8).
 # Without Ray (recbole installed --no-deps, as on a Python 3.12 GPU machine) the core runs on numpy 2
 # and pandas 3 too: `make test-numpy2` checks it.
 INSTALL_REQUIRES = [
@@ -39,7 +40,7 @@ INSTALL_REQUIRES = [
     "torch-geometric>=2.5",
     "transformers>=4.40",
     "timm>=1.0",
-    "pandas>=2.0",
+    "pandas>=2.0,<4",
     "numpy>=1.24,<2",
     "scipy>=1.10",
     "pyarrow<26",

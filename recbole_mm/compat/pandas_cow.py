@@ -23,6 +23,11 @@ warning, from that module only, is silenced, since the fill it is about is done.
    wraps them in tensors that share their memory; torch warns on every run that writing to such a
    tensor is undefined behaviour. Under pandas >= 3 the conversion reads writable copies of the
    columns instead (one copy of each table while it is converted).
+
+pandas 3.1 deprecates the ``inplace`` keyword (PDEP-8) that RecBole's dataset code passes to
+``drop``, ``drop_duplicates``, ``reset_index`` and ``sort_values``, and warns on every dataset load;
+the warnings from RecBole's dataset modules are silenced (nothing a user can change), and
+``setup.py`` keeps pandas below 4, where the keyword is to go.
 """
 
 import contextlib
@@ -131,6 +136,9 @@ def apply():
         message="A value is (being|trying to be) set on a copy of a DataFrame or Series through "
         "chained assignment using an inplace method",
         module=r"recbole\.data\.dataset\.dataset",
+    )
+    warnings.filterwarnings(
+        "ignore", message="The inplace keyword in .* is deprecated", module=r"recbole\.data\.dataset\."
     )
     if int(pd.__version__.split(".")[0]) < 3:
         return
