@@ -26,8 +26,8 @@ from ray import air, tune
 
 from recbole_mm.config import Config, properties_dir
 from recbole_mm.tune import TuneError, load_space, parse_space
-from recbole_mm.tune.report import best_row, best_so_far, trial_status
 from recbole_mm.tune import search as search_module
+from recbole_mm.tune.report import best_row, best_so_far, trial_status
 from recbole_mm.tune.search import TuneSettings, _search_algorithm, plan_model, run_tune
 from recbole_mm.tune.trainable import TrialSetup, trial_config_dict
 
