@@ -194,13 +194,20 @@ def load_checkpoint(model_file, map_location=None):
     return Config.from_checkpoint(checkpoint["config"]), checkpoint
 
 
-def load_data_and_model(model_file):
+def load_data_and_model(model_file, state=None):
     """Rebuild config, data and trained model from a checkpoint (RecBole's, for plugin models too).
+
+    Args:
+        model_file (str): the checkpoint.
+        state (str or None): RecBole's log level while rebuilding (``"WARNING"``: no config and
+            dataset summaries); None: the checkpoint's.
 
     Returns:
         tuple: (config, model, dataset, train_data, valid_data, test_data).
     """
     config, checkpoint = load_checkpoint(model_file, map_location="cpu")
+    if state is not None:
+        config["state"] = state
     dataset, train_data, valid_data, test_data, model = _build(config)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))

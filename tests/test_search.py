@@ -1,6 +1,8 @@
 """Search data, search evaluation, UnifiedSearchRec and `recbole-mm search` / `recommend`."""
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -208,6 +210,19 @@ def test_unified_model_trains_selects_and_serves(search_data, workdir, capsys):
     }
     assert len(items) == 5 and not set(items) & seen  # never an item the user already has
     assert main(["recommend", "--checkpoint", result["checkpoint"], "--user", "no-such-user"]) == 2
+
+
+def test_recommend_prints_only_the_items(fast_config, workdir):
+    """A checkpoint trained with RecBole's INFO logging: `recommend` rebuilds it without printing
+    the config and dataset summaries (a fresh process, where RecBole's logger is set up)."""
+    result = run("BPR", "ml-small", config_dict=dict(fast_config, state="INFO"))
+    done = subprocess.run(
+        [sys.executable, "-m", "recbole_mm", "recommend", "--checkpoint", result["checkpoint"],
+         "--user", "7", "-k", "3"],
+        cwd=workdir, capture_output=True, text=True, check=True,
+    )
+    assert len(done.stdout.splitlines()) == 3
+    assert "INFO" not in done.stderr, done.stderr[:2000]
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def load(checkpoint):
     """(config, model in eval mode, full dataset, titles) of ``checkpoint``."""
     from recbole_mm.quick_start import load_data_and_model
 
-    config, model, dataset, *_ = load_data_and_model(checkpoint)
+    config, model, dataset, *_ = load_data_and_model(checkpoint, state="WARNING")  # output: the items
     model.eval()
     return config, model, dataset, item_titles(config, dataset)
 
