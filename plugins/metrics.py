@@ -29,6 +29,8 @@ import numpy as np
 from recbole.evaluator.base_metric import AbstractMetric
 from recbole.utils import EvaluatorType
 
+from recbole_mm.config import cutoffs
+
 DEFAULT_HEAD_SHARE = 0.8
 
 
@@ -103,8 +105,7 @@ class _PopularityMetric(AbstractMetric):
 
     def __init__(self, config):
         super().__init__(config)
-        topk = config["topk"]
-        self.topk = [topk] if isinstance(topk, int) else list(topk)
+        self.topk = cutoffs(config["topk"])
         self.head_share = config["popularity_head_share"]
 
     def used_info(self, dataobject):
