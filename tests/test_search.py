@@ -132,6 +132,7 @@ def test_searches_follow_the_interaction_split(search_data, workdir):
     config = Config("UnifiedSearchRec", "ml-small", config_dict=_config(search_data, workdir))
     _, train, valid, test, model = _build(config)
     log = model.search_log
+    assert all(a.flags.writeable for a in (log.users, log.query, log.items))  # torch shares them
     splits = [set(log.split(loader._dataset).tolist()) for loader in (train, valid, test)]
     assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])
     assert sum(len(s) for s in splits) == len(log.users)

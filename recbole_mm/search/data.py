@@ -281,9 +281,10 @@ class SearchLog:
         self.n_items = dataset.item_num
         self.queries = sorted(frame["query"].unique())
         query_ids = {q: i for i, q in enumerate(self.queries)}
-        self.users = users[known].to_numpy(dtype=np.int64)
-        self.items = items[known].to_numpy(dtype=np.int64)
-        self.query = frame["query"].map(query_ids).to_numpy(dtype=np.int64)
+        # copies: pandas 3 hands out read-only arrays, which torch tensors made from them would share
+        self.users = users[known].to_numpy(dtype=np.int64, copy=True)
+        self.items = items[known].to_numpy(dtype=np.int64, copy=True)
+        self.query = frame["query"].map(query_ids).to_numpy(dtype=np.int64, copy=True)
 
     def split(self, split_dataset):
         """Indices of the searches whose (user, item) is an interaction of ``split_dataset``.
