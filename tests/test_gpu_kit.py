@@ -51,6 +51,16 @@ def test_reports_of_one_call_fit_what_the_device_tool_sends_back(gpu_kit, tmp_pa
     with pytest.raises(SystemExit, match="sends back 8 files"):
         gpu_kit.main(["--kit", str(tmp_path / "kit"), "run", *gpu_kit.PARTS, "--out", str(out)])
     assert not out.exists()  # refused before installing or writing anything
-    # the README's two calls each fit
-    for parts in (["tests", "fast_path"], ["lfmmlgcn", "cobrar", "extract"]):
-        assert sum(len(gpu_kit.steps(p, "cuda", False)) for p in parts) <= gpu_kit.OUT_FILES_LIMIT
+    # the README's call fits
+    assert len(gpu_kit.plan(["fast_path", "lfmmlgcn", "extract"], "cuda", False)) <= gpu_kit.OUT_FILES_LIMIT
+
+
+def test_every_part_measures_its_headline_before_any_other_step_runs(gpu_kit):
+    parts = ["fast_path", "lfmmlgcn", "extract"]
+    order = [step.output for step in gpu_kit.plan(parts, "cuda", False)]
+    assert order == [
+        "fast_path_gpu_ml-1m.txt", "lfmmlgcn_speed_gpu_lastfm-2k.txt", "text_extraction_gpu.txt",
+        "image_extraction_gpu.txt", "fast_path_gpu_lastfm-2k.txt", "fast_path_gpu_amazon-baby.txt",
+        "lfmmlgcn_speed_gpu_ml-100k.txt",
+    ]
+    assert sorted(order) == sorted(s.output for p in parts for s in gpu_kit.steps(p, "cuda", False))
