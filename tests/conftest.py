@@ -3,10 +3,12 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import recbole
 
 import recbole_mm  # noqa: F401  (applies the compatibility fixes before any test)
+from recbole_mm.data.features import FeatureStore
 
 REPO = Path(__file__).resolve().parents[1]
 ML100K = Path(recbole.__file__).parent / "dataset_example" / "ml-100k"
@@ -34,6 +36,17 @@ def small_data(tmp_path_factory):
     data_path = tmp_path_factory.mktemp("data")
     write_ml100k_slice(data_path)
     return data_path
+
+
+@pytest.fixture(scope="session")
+def feature_path(small_data):
+    """A feature store for ``ml-small``: random 6-d features ``rand`` for every other item (the
+    rest have none)."""
+    lines = (small_data / "ml-small" / "ml-small.inter").read_text().splitlines()[1:]
+    items = sorted({line.split("\t")[1] for line in lines}, key=int)[::2]
+    store = FeatureStore(small_data / "lfm_features")
+    store.write("rand", items, np.random.default_rng(1).normal(size=(len(items), 6)))
+    return str(store.root)
 
 
 @pytest.fixture

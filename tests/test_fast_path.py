@@ -40,6 +40,8 @@ ALL_METRICS = [
     "LongTailShare",
     "PopRSP",
 ]
+MULTIMODAL_MODELS = ["LFMMLGCN", "EFMMLGCN", "MMLGCN"]
+OWN_MODELS = [*MULTIMODAL_MODELS, "CoBraR"]  # recbole_mm's models on RecBole's Trainer contract
 
 
 # Propagation layer
@@ -214,6 +216,14 @@ def test_get_trainer_uses_fast_trainer_only_in_place_of_recboles_plain_trainer(f
     assert get_trainer(_config(fast_config, "NCL", fast_path=True)) is NCLTrainer
 
 
+@pytest.mark.parametrize("model", OWN_MODELS)
+def test_fast_path_is_on_by_default_for_recbole_mms_own_models(fast_config, model):
+    # proven equivalent below: the same metrics for the same state, the same learning curve
+    assert _config(fast_config, model)["fast_path"] is True
+    assert get_trainer(_config(fast_config, model)) is FastTrainer
+    assert get_trainer(_config(fast_config, model, fast_path=False)) is Trainer  # --fast_path=False
+
+
 def test_training_fallback_reasons(fast_config):
     config = _config(fast_config, "DMF", inter_matrix_type="rating")
     assert "inter_matrix_type" in training_fallback_reason(config, DMF, None)
@@ -314,12 +324,21 @@ def test_distributed_mode_is_refused():
 MODEL_SETTINGS = {
     "NeuMF": {"mf_embedding_size": 8, "mlp_embedding_size": 8, "mlp_hidden_size": [8]},
     "NGCF": {"embedding_size": 16, "hidden_size_list": [16, 16]},
+    "CoBraR": {"projection_size": 32, "branch_layers": [32], "embedding_size": 16},
 }
 
 
+def _settings(model, feature_path):
+    """Small sizes of ``model``; the multimodal ones fuse conftest's ``rand`` features."""
+    settings = dict(MODEL_SETTINGS.get(model, {}))
+    if model in MULTIMODAL_MODELS:
+        settings.update(modalities=["rand"], feature_path=feature_path, embedding_size=8)
+    return settings
+
+
 @pytest.mark.parametrize("seed", [2020, 7])
-@pytest.mark.parametrize("model", ["BPR", "LightGCN", "NGCF", "NeuMF"])
-def test_evaluation_equals_recboles_evaluator(fast_config, model, seed):
+@pytest.mark.parametrize("model", ["BPR", "LightGCN", "NGCF", "NeuMF", *OWN_MODELS])
+def test_evaluation_equals_recboles_evaluator(fast_config, feature_path, model, seed):
     # eval_batch_size of 7 users' scores: several batches, the last one short
     config = _config(
         fast_config,
@@ -329,7 +348,7 @@ def test_evaluation_equals_recboles_evaluator(fast_config, model, seed):
         topk=[5, 10, 20],
         train_batch_size=2048,
         eval_batch_size=7 * 1500,
-        **MODEL_SETTINGS.get(model, {}),
+        **_settings(model, feature_path),
     )
     _, train_data, valid_data, test_data, model_obj = _build(config)
     fast = FastTrainer(config, model_obj)
@@ -381,9 +400,11 @@ def test_sampled_evaluation_falls_back_to_recbole(fast_config, caplog):
 
 
 # End to end
-def test_fast_path_learns_like_recbole(fast_config):
-    stock = run("LightGCN", "ml-small", config_dict=dict(fast_config, epochs=3))
-    fast = run("LightGCN", "ml-small", config_dict=dict(fast_config, epochs=3, fast_path=True))
+@pytest.mark.parametrize("model", ["LightGCN", "LFMMLGCN", "CoBraR"])
+def test_fast_path_learns_like_recbole(fast_config, feature_path, model):
+    settings = dict(fast_config, epochs=3, learning_rate=0.01, **_settings(model, feature_path))
+    stock = run(model, "ml-small", config_dict=dict(settings, fast_path=False))
+    fast = run(model, "ml-small", config_dict=dict(settings, fast_path=True))
     stock_recall, fast_recall = stock["test_result"]["recall@20"], fast["test_result"]["recall@20"]
     assert min(stock_recall, fast_recall) > 0.1  # learned: a random ranking scores ~0.01 here
     assert abs(stock_recall - fast_recall) < 0.05  # same curve, different random draws

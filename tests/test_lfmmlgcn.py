@@ -65,17 +65,7 @@ def test_projection_modes():
 
 
 # ---------------------------------------------------------------- the model on real interactions
-@pytest.fixture(scope="module")
-def feature_path(small_data):
-    """Random 6-d features for every other ml-small item (the rest have none)."""
-    folder = small_data / "ml-small"
-    lines = (folder / "ml-small.inter").read_text().splitlines()[1:]
-    items = sorted({line.split("\t")[1] for line in lines}, key=int)[::2]
-    store = FeatureStore(small_data / "lfm_features")
-    store.write("rand", items, np.random.default_rng(1).normal(size=(len(items), 6)))
-    return str(store.root)
-
-
+# (feature_path: conftest's random features for every other ml-small item)
 def _built(fast_config, feature_path, model="LFMMLGCN", **settings):
     config = Config(model, "ml-small", config_dict=dict(
         fast_config, modalities=["rand"], feature_path=feature_path, embedding_size=8, **settings))
