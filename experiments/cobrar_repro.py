@@ -637,6 +637,7 @@ def table2(args, dataset):
         stem=f"table2_{dataset}",
         labels=list(MODELS),
         metrics=COLUMNS,
+        clocks=False,  # timings across models and machines: the speed benchmark's business
     )
     return selected
 
@@ -955,6 +956,7 @@ def figure2(args, dataset, selected):
         stem=stem,
         labels=[run["label"] for run in runs],
         metrics=COLUMNS,
+        clocks=False,
     )
     rows = figure2_rows(runs)
     frame = pd.DataFrame(rows)

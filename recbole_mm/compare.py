@@ -12,6 +12,10 @@ run is compared with the *reference* run of that column (the best run, or a fixe
 comparisons (p x number of compared runs, at most 1). A ``*`` marks a run whose difference from
 the reference is significant at ``alpha`` after correction. Metrics without per-user values
 (ItemCoverage, GiniIndex, PopRSP, ...) or runs without them get no test and no mark.
+
+Under the metrics, a second table gives each run's clocks from its record (trainer, device, median
+seconds per training epoch and per validation pass) and its speed-up over the reference run (or,
+without one, the first run): the reference's seconds over the run's.
 """
 
 import csv
@@ -44,6 +48,33 @@ class Run:
     test_result: dict
     users: list = None  # user tokens of the per-user values, or None
     per_user: dict = field(default_factory=dict)  # {metric: numpy array [users]}
+    timing: "Timing" = None  # the record's clocks, or None (a record without timings)
+
+
+@dataclass
+class Timing:
+    """A run's clocks, from its record: medians over its epochs, in seconds."""
+
+    trainer: str  # the trainer class that ran ("-" in records older than that field)
+    device: str
+    epochs: int
+    epoch_s: float  # median training epoch
+    valid_s: float  # median validation pass, or None when the run was never validated
+
+    @classmethod
+    def from_record(cls, record):
+        """The Timing of a run record (dict), or None when it kept no training epochs."""
+        timings = record.get("timings") or {}
+        train, valid = timings.get("train_epoch_seconds"), timings.get("valid_epoch_seconds")
+        if not train:
+            return None
+        return cls(
+            trainer=record.get("trainer", "-"),
+            device=record.get("device", "-"),
+            epochs=len(train),
+            epoch_s=float(np.median(train)),
+            valid_s=float(np.median(valid)) if valid else None,
+        )
 
 
 def read_record(path):
@@ -76,6 +107,7 @@ def load_run(path, label=None):
         test_result={k.lower(): float(v) for k, v in record["test_result"].items()},
         users=per_user.get("users"),
         per_user={k.lower(): np.asarray(v, dtype=np.float64) for k, v in per_user.get("metrics", {}).items()},
+        timing=Timing.from_record(record),
     )
 
 
@@ -125,20 +157,47 @@ class Comparison:
     alpha: float
     reference: str
     n_users: int
+    timings: dict = field(default_factory=dict)  # {label: Timing or None}
 
     @property
     def markdown(self):
-        """The table as Markdown (str), with a legend under it."""
-        header = ["model"] + self.metrics
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        """The table as Markdown (str), with a legend under it, then the time table."""
+        rows = [[label] + [_format(self.cells[label][m]) for m in self.metrics] for label in self.labels]
+        text = _markdown_table(["model"] + self.metrics, rows) + "\n\n" + self.legend + "\n"
+        return text + ("\n" + self.time_markdown if any(self.timings.values()) else "")
+
+    @property
+    def time_markdown(self):
+        """The runs' clocks as Markdown (str): medians per epoch, and speed-ups over the
+        reference run (or the first run)."""
+        base_label = self.reference or self.labels[0]
+        base = self.timings.get(base_label)
+        header = ["model", "trainer", "device", "epochs", "s/epoch", "s/validation",
+                  f"epoch speed-up vs {base_label}", f"validation speed-up vs {base_label}"]
+        rows = []
         for label in self.labels:
-            row = [label] + [_format(self.cells[label][m]) for m in self.metrics]
-            lines.append("| " + " | ".join(row) + " |")
-        return "\n".join(lines) + "\n\n" + self.legend + "\n"
+            timing = self.timings.get(label)
+            rows.append([label] + ["-"] * (len(header) - 1) if timing is None else [
+                label, timing.trainer, timing.device, str(timing.epochs), _seconds(timing.epoch_s),
+                _seconds(timing.valid_s), _speed_up(base and base.epoch_s, timing.epoch_s),
+                _speed_up(base and base.valid_s, timing.valid_s),
+            ])
+        devices = {timing.device for timing in self.timings.values() if timing}
+        note = (" The runs ran on different devices: their ratios compare the devices too."
+                if len(devices) > 1 else "")
+        return (
+            _markdown_table(header, rows) + "\n\nClocks from the run records: medians over each run's training "
+            f"epochs and validation passes; speed-up = {base_label}'s seconds / the run's." + note + "\n"
+        )
 
     @property
     def legend(self):
         """What bold and ``*`` mean, with the test, the correction and the data (str)."""
+        if not self.n_users:
+            return (
+                f"Test results on {self.dataset}. Bold: best mean per metric. No significance "
+                "tests: the runs kept no per-user values (run them with save_per_user: True)."
+            )
         test = "paired two-sided t-test" if self.test == "ttest" else "Wilcoxon signed-rank test"
         against = (
             f"the reference run {self.reference}" if self.reference else "the best run (bold)"
@@ -165,6 +224,20 @@ class Comparison:
         return buffer.getvalue()
 
 
+def _markdown_table(header, rows):
+    """A Markdown table (str) of ``header`` and ``rows`` (lists of str)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _seconds(value):
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _speed_up(base_seconds, seconds):
+    return f"{base_seconds / seconds:.2f}x" if base_seconds and seconds else "-"
+
+
 def _format(cell):
     if cell is None:
         return "-"
@@ -174,7 +247,7 @@ def _format(cell):
     return text + ("*" if cell.significant else "")
 
 
-def compare(runs, metrics=None, test="ttest", alpha=0.05, reference=None):
+def compare(runs, metrics=None, test="ttest", alpha=0.05, reference=None, clocks=True):
     """Build the comparison table of ``runs`` (list of :class:`Run`).
 
     Args:
@@ -184,6 +257,7 @@ def compare(runs, metrics=None, test="ttest", alpha=0.05, reference=None):
         alpha (float): significance level after Bonferroni correction.
         reference (str or None): label of the run every other run is tested against; default:
             the best run of each column.
+        clocks (bool): keep the runs' timings for the time table under the metrics.
 
     Returns:
         Comparison
@@ -225,7 +299,8 @@ def compare(runs, metrics=None, test="ttest", alpha=0.05, reference=None):
         anchor = by_label[reference] if reference else best
         _test_column(metric, anchor, present, cells, test, alpha)
     n_users = len(runs[0].users) if runs[0].users else 0
-    return Comparison(labels, metrics, cells, runs[0].dataset, test, alpha, reference, n_users)
+    timings = {run.label: run.timing for run in runs} if clocks else {}
+    return Comparison(labels, metrics, cells, runs[0].dataset, test, alpha, reference, n_users, timings)
 
 
 def _check_users(runs):
@@ -297,6 +372,7 @@ def compare_files(
     labels=None,
     metrics=None,
     boxplot_metric=None,
+    clocks=True,
 ):
     """Compare the runs of ``record_paths``; write ``<stem>.md``, ``<stem>.csv`` (and a box plot).
 
@@ -305,7 +381,7 @@ def compare_files(
         out_dir (str): folder of the outputs (created).
         labels (list of str or None): one label per record (default: its label or model).
         boxplot_metric (str or None): also write ``<stem>_<metric>.png``.
-        stem, test, alpha, reference, metrics: see :func:`compare`.
+        stem, test, alpha, reference, metrics, clocks: see :func:`compare`.
 
     Returns:
         Comparison
@@ -313,7 +389,7 @@ def compare_files(
     if labels is not None and len(labels) != len(record_paths):
         raise CompareError(f"{len(labels)} labels for {len(record_paths)} runs: give one per run")
     runs = [load_run(p, labels[i] if labels else None) for i, p in enumerate(record_paths)]
-    table = compare(runs, metrics=metrics, test=test, alpha=alpha, reference=reference)
+    table = compare(runs, metrics=metrics, test=test, alpha=alpha, reference=reference, clocks=clocks)
     os.makedirs(out_dir, exist_ok=True)
     replace_atomically(os.path.join(out_dir, f"{stem}.md"), lambda f: f.write(table.markdown))
     replace_atomically(os.path.join(out_dir, f"{stem}.csv"), lambda f: f.write(table.csv()))

@@ -122,6 +122,7 @@ class RunRecord:
                 "train_epoch_seconds": [round(s, 4) for s in self.train_seconds],
                 "valid_epoch_seconds": [round(s, 4) for s in self.valid_seconds],
             },
+            "trainer": type(self.trainer).__name__,
             "device": describe_device(self.config["device"]),
             "seed": self.config["seed"],
             "parameters": parameter_report(self.trainer.model),

@@ -112,6 +112,37 @@ def test_runs_that_cannot_be_compared(toy_runs, tmp_path):
         load_run(str(tmp_path / "broken.json"))
 
 
+def test_the_time_table_gives_medians_and_speed_ups_over_the_reference(toy_runs, tmp_path):
+    paths, _ = toy_runs
+    clocks = {  # training epochs, validation passes (seconds)
+        "A": ([2.0, 9.0, 1.0], [0.5, 0.25, 0.75]),  # medians 2 and 0.5
+        "B": ([0.5, 0.25, 0.5, 1.5], [0.125]),  # medians 0.5 and 0.125
+    }
+    for path, (label, (train, valid)) in zip(paths, clocks.items()):
+        record = json.loads(open(path).read())
+        record.update(trainer=f"{label}Trainer", device="cpu (test)",
+                      timings={"fit_seconds": 1.0, "train_epoch_seconds": train, "valid_epoch_seconds": valid})
+        open(path, "w").write(json.dumps(record))
+    def rows(text):
+        cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()]
+        return {row[0]: row[1:] for row in cells if len(row) == 8}
+
+    table = compare_files(paths, str(tmp_path))
+    assert table.markdown.endswith(table.time_markdown)
+    time_table = rows(table.time_markdown)
+    assert time_table["model"][-2:] == ["epoch speed-up vs A", "validation speed-up vs A"]
+    assert time_table["A"] == ["ATrainer", "cpu (test)", "3", "2", "0.5", "1.00x", "1.00x"]
+    assert time_table["B"] == ["BTrainer", "cpu (test)", "4", "0.5", "0.125", "4.00x", "4.00x"]
+    assert time_table["C"] == ["-"] * 7  # a record without timings
+    for path in paths:  # without per-user values, the legend says why nothing is marked
+        record = json.loads(open(path).read())
+        open(path, "w").write(json.dumps({k: v for k, v in record.items() if k != "per_user"}))
+    assert "No significance tests: the runs kept no per-user values" in compare_files(paths, str(tmp_path)).legend
+    against_b = rows(compare_files(paths, str(tmp_path), reference="B").time_markdown)
+    assert against_b["A"][-2:] == ["0.25x", "0.25x"]
+    assert "s/epoch" not in compare_files(paths, str(tmp_path), clocks=False).markdown
+
+
 def test_gzipped_records_read_like_plain_ones(toy_runs, tmp_path):
     paths, _ = toy_runs
     packed = tmp_path / "A.json.gz"
@@ -159,6 +190,7 @@ def test_compare_two_real_runs_from_the_command_line(fast_config, tmp_path, caps
             if float(rows[other][m]) != float(rows[best][m])
         )
     assert rows["BPR"]["itemcoverage@10 p"] == ""
+    assert "| BPR | Trainer | cpu (" in printed and "| Pop | TraditionalTrainer | cpu (" in printed
     parameters = json.loads(open(records[0]).read())["parameters"]  # BPR: two embedding tables
     assert parameters["total"] == parameters["user_embedding"] + parameters["item_embedding"] > 0
 
