@@ -1418,18 +1418,18 @@ def write_readme(args, tables, figures, check, seeds, capped, every, grid, threa
         "",
         "## Setup",
         "",
-        f"- Device: {describe_device(args.device)}, {args.threads} torch thread(s), shared with "
-        "other jobs, subnormal floats flushed to zero (`torch.set_flush_denormal`). Training "
-        f"time of all {fits} fits (sum, validation included): "
-        f"{minutes:.0f} min; fits per device: "
+        "- Devices of the fits: "
         + ", ".join(f"{device}: {n}" for device, n in sorted(devices.items()))
+        + f"; {args.threads} torch thread(s), shared with other jobs, subnormal floats flushed "
+        "to zero (`torch.set_flush_denormal`). Training time of all "
+        f"{fits} fits (sum, validation included): {minutes:.0f} min"
         + (
             " (a kept fit is not refitted where the command runs again; section 'Arithmetic' "
             "shows how far other arithmetic moves CoBraR and DMF)"
             if threads
             else ""
         )
-        + ". Versions: "
+        + f". This report was written on {describe_device(args.device)} with "
         + ", ".join(f"{k} {v}" for k, v in versions().items() if v)
         + f"; {platform.platform()}.",
         (
