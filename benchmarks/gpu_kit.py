@@ -22,8 +22,8 @@ models' device), ``fast_path`` (#4: ml-1m, lastfm-2k, amazon-baby), ``lfmmlgcn``
 ``cobrar`` (#6), ``extract`` (#3: text and image throughput). Each part's headline step (ml-1m for
 ``fast_path``, lastfm-2k for ``lfmmlgcn`` and ``cobrar``) runs first, then the parts' other steps,
 so that a call whose budget runs out still brings back one measurement of every part. A step that
-fails is reported and the next one runs; the exit status says whether all passed. ``--device cpu --smoke`` rehearses
-the same steps on a CPU with one epoch and few texts and images.
+fails is reported and the next one runs; the exit status says whether all passed.
+``--device cpu --smoke`` rehearses the same steps on a CPU with one epoch and few texts and images.
 
 Only the standard library is imported here: ``run`` starts before anything is installed.
 """

@@ -185,10 +185,11 @@ class Comparison:
         devices = {timing.device for timing in self.timings.values() if timing}
         note = (" The runs ran on different devices: their ratios compare the devices too."
                 if len(devices) > 1 else "")
-        return (
-            _markdown_table(header, rows) + "\n\nClocks from the run records: medians over each run's training "
-            f"epochs and validation passes; speed-up = {base_label}'s seconds / the run's." + note + "\n"
+        legend = (
+            "Clocks from the run records: medians over each run's training epochs and validation "
+            f"passes; speed-up = {base_label}'s seconds / the run's." + note
         )
+        return _markdown_table(header, rows) + "\n\n" + legend + "\n"
 
     @property
     def legend(self):

@@ -120,8 +120,8 @@ def test_the_time_table_gives_medians_and_speed_ups_over_the_reference(toy_runs,
     }
     for path, (label, (train, valid)) in zip(paths, clocks.items()):
         record = json.loads(open(path).read())
-        record.update(trainer=f"{label}Trainer", device="cpu (test)",
-                      timings={"fit_seconds": 1.0, "train_epoch_seconds": train, "valid_epoch_seconds": valid})
+        timings = {"fit_seconds": 1.0, "train_epoch_seconds": train, "valid_epoch_seconds": valid}
+        record.update(trainer=f"{label}Trainer", device="cpu (test)", timings=timings)
         open(path, "w").write(json.dumps(record))
     def rows(text):
         cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()]
@@ -137,7 +137,8 @@ def test_the_time_table_gives_medians_and_speed_ups_over_the_reference(toy_runs,
     for path in paths:  # without per-user values, the legend says why nothing is marked
         record = json.loads(open(path).read())
         open(path, "w").write(json.dumps({k: v for k, v in record.items() if k != "per_user"}))
-    assert "No significance tests: the runs kept no per-user values" in compare_files(paths, str(tmp_path)).legend
+    legend = compare_files(paths, str(tmp_path)).legend
+    assert "No significance tests: the runs kept no per-user values" in legend
     against_b = rows(compare_files(paths, str(tmp_path), reference="B").time_markdown)
     assert against_b["A"][-2:] == ["0.25x", "0.25x"]
     assert "s/epoch" not in compare_files(paths, str(tmp_path), clocks=False).markdown
