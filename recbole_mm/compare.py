@@ -299,7 +299,7 @@ def compare(runs, metrics=None, test="ttest", alpha=0.05, reference=None, clocks
             cells[run.label][metric].best = run.test_result[metric] == best.test_result[metric]
         anchor = by_label[reference] if reference else best
         _test_column(metric, anchor, present, cells, test, alpha)
-    n_users = len(runs[0].users) if runs[0].users else 0
+    n_users = next((len(run.users) for run in runs if run.users), 0)  # the users tests ran over
     timings = {run.label: run.timing for run in runs} if clocks else {}
     return Comparison(labels, metrics, cells, runs[0].dataset, test, alpha, reference, n_users, timings)
 

@@ -123,6 +123,7 @@ def test_the_time_table_gives_medians_and_speed_ups_over_the_reference(toy_runs,
         timings = {"fit_seconds": 1.0, "train_epoch_seconds": train, "valid_epoch_seconds": valid}
         record.update(trainer=f"{label}Trainer", device="cpu (test)", timings=timings)
         open(path, "w").write(json.dumps(record))
+
     def rows(text):
         cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()]
         return {row[0]: row[1:] for row in cells if len(row) == 8}
@@ -134,14 +135,24 @@ def test_the_time_table_gives_medians_and_speed_ups_over_the_reference(toy_runs,
     assert time_table["A"] == ["ATrainer", "cpu (test)", "3", "2", "0.5", "1.00x", "1.00x"]
     assert time_table["B"] == ["BTrainer", "cpu (test)", "4", "0.5", "0.125", "4.00x", "4.00x"]
     assert time_table["C"] == ["-"] * 7  # a record without timings
-    for path in paths:  # without per-user values, the legend says why nothing is marked
-        record = json.loads(open(path).read())
-        open(path, "w").write(json.dumps({k: v for k, v in record.items() if k != "per_user"}))
-    legend = compare_files(paths, str(tmp_path)).legend
-    assert "No significance tests: the runs kept no per-user values" in legend
     against_b = rows(compare_files(paths, str(tmp_path), reference="B").time_markdown)
     assert against_b["A"][-2:] == ["0.25x", "0.25x"]
     assert "s/epoch" not in compare_files(paths, str(tmp_path), clocks=False).markdown
+
+
+def test_the_legend_says_when_no_run_kept_per_user_values(toy_runs, tmp_path):
+    paths, _ = toy_runs
+
+    def drop_per_user(path):
+        record = json.loads(open(path).read())
+        open(path, "w").write(json.dumps({k: v for k, v in record.items() if k != "per_user"}))
+
+    drop_per_user(paths[0])  # B and C still carry theirs: tested over their 40 users
+    assert "t-test over 40 test users" in compare_files(paths, str(tmp_path)).legend
+    for path in paths[1:]:
+        drop_per_user(path)
+    legend = compare_files(paths, str(tmp_path)).legend
+    assert "No significance tests: the runs kept no per-user values" in legend
 
 
 def test_gzipped_records_read_like_plain_ones(toy_runs, tmp_path):
